@@ -1,0 +1,66 @@
+"""torchdll: find out why ``import torch`` fails to load its DLLs on Windows, and prevent it.
+
+``import torchdll`` is cheap and never raises: every name below is imported on first use
+(PEP 562), so nothing heavy (pefile, ctypes, the loader model) loads until you ask for it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0.dev0"
+
+# public name -> module that defines it
+_LAZY = {
+    # PE facts
+    "read_image_facts": "torchdll._pe",
+    "InvalidImageError": "torchdll.errors",
+    "SnapshotError": "torchdll.errors",
+    "TorchDLLWarning": "torchdll.errors",
+    # data model
+    "ImageFacts": "torchdll.model",
+    "LoadContext": "torchdll.model",
+    "LoadFlags": "torchdll.model",
+    "Machine": "torchdll.model",
+    "Resolution": "torchdll.model",
+    "Rule": "torchdll.model",
+    # loader model
+    "resolve": "torchdll.resolver",
+    "LoadCall": "torchdll.closure",
+    "simulate": "torchdll.closure",
+    "closure": "torchdll.closure",
+    # file views and snapshots
+    "MirrorView": "torchdll.fsview",
+    "NativeView": "torchdll.fsview",
+    "Snapshot": "torchdll.snapshot",
+    "collect_snapshot": "torchdll.snapshot",
+    "load_offline": "torchdll.snapshot",
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+_RENAMED = {"read_image_facts": "read_facts", "collect_snapshot": "collect"}
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from ._pe import read_facts as read_image_facts
+    from .closure import LoadCall, closure, simulate
+    from .errors import InvalidImageError, SnapshotError, TorchDLLWarning
+    from .fsview import MirrorView, NativeView
+    from .model import ImageFacts, LoadContext, LoadFlags, Machine, Resolution, Rule
+    from .resolver import resolve
+    from .snapshot import Snapshot, load_offline
+    from .snapshot import collect as collect_snapshot
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'torchdll' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), _RENAMED.get(name, name))
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return list(__all__)
