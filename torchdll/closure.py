@@ -1,0 +1,334 @@
+"""Replay a sequence of load calls on the loader model: the dependency closure and its failures.
+
+:func:`simulate` takes ``LoadLibraryExW`` calls in order (for example torch's preload of every
+``torch\\lib\\*.dll`` with flags ``0x1100``) and, for each, maps the target and its static
+imports the way the loader does:
+
+* every import is resolved with :func:`torchdll.resolver.resolve`, using the importer's own
+  ``DependentLoadFlags`` when it has them and the call's flags otherwise ("the system searches
+  for the dependent DLLs as if they were loaded with just their module names");
+* modules mapped earlier in the same call, or by earlier successful calls, are found through
+  the loaded-module list; a failed call maps nothing (the loader unloads what it mapped);
+* once the graph is mapped, every imported name and ordinal is looked up in the exporter,
+  following forwarders (``NTDLL.RtlFoo``, ``dll.#12``) -- a missing name is 127, a missing
+  ordinal 182;
+* delay-load imports are resolved too, as the default delay-load helper would later resolve
+  them (``LoadLibraryExA(name, NULL, 0)``: the standard search), but they never fail the call;
+  their outcome is reported as *latent*.
+
+The first failure in import order decides the call's predicted error and its *culprit* edge:
+the module that is really missing, the symbol that is really absent -- not the first DLL the
+caller happened to try.
+"""
+
+from __future__ import annotations
+
+import ntpath
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
+
+from .apisets import ApiSetSchema, default_schema
+from .errors import InvalidImageError
+from .fsview import FileView
+from .model import ImageFacts, ImportedModule, LoadContext, Resolution, Rule
+from .resolver import ERROR_BAD_EXE_FORMAT, ERROR_MOD_NOT_FOUND, resolve
+
+__all__ = [
+    "ERROR_INVALID_ORDINAL",
+    "ERROR_PROC_NOT_FOUND",
+    "CallResult",
+    "Edge",
+    "LoadCall",
+    "MissingSymbol",
+    "Simulation",
+    "closure",
+    "simulate",
+]
+
+#: winerror.h
+ERROR_PROC_NOT_FOUND = 127
+ERROR_INVALID_ORDINAL = 182
+
+_MAX_FORWARD_HOPS = 16
+
+
+@dataclass(frozen=True)
+class LoadCall:
+    """One ``LoadLibraryExW(target, NULL, flags)`` call."""
+
+    target: str
+    flags: int = 0
+
+
+@dataclass(frozen=True)
+class MissingSymbol:
+    """An import that the resolved exporter does not provide.
+
+    ``symbol`` is a name or ``#N`` for an ordinal; ``exporter`` is the module where the lookup
+    finally failed (after forwarders); ``chain`` lists the forwarder hops taken.
+    """
+
+    symbol: str
+    exporter: str
+    chain: Tuple[str, ...] = ()
+    error: int = ERROR_PROC_NOT_FOUND
+
+
+@dataclass(frozen=True)
+class Edge:
+    """``importer`` imports ``name``: how it resolved and what is missing from it."""
+
+    importer: str
+    name: str
+    delay: bool
+    flags: int
+    resolution: Resolution
+    missing: Tuple[MissingSymbol, ...] = ()
+
+    @property
+    def error(self) -> Optional[int]:
+        if self.resolution.error is not None:
+            return self.resolution.error
+        if self.missing:
+            return self.missing[0].error
+        return None
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """The predicted outcome of one load call.
+
+    ``error`` is ``None`` on success, else the Win32 code the call returns; ``culprit`` is the
+    edge that causes it (``None`` when the target itself was not found or is bad, see
+    ``resolution``). ``mapped`` lists the modules the call maps (in load order).
+    """
+
+    call: LoadCall
+    resolution: Resolution
+    error: Optional[int]
+    culprit: Optional[Edge]
+    mapped: Tuple[str, ...]
+    bad_image: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """The result of :func:`simulate`: per-call outcomes and the whole dependency graph."""
+
+    results: Tuple[CallResult, ...]
+    edges: Tuple[Edge, ...]
+    modules: Mapping[str, ImageFacts] = field(default_factory=dict)
+    invalid: Mapping[str, str] = field(default_factory=dict)
+    loaded: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    def edges_from(self, importer: str) -> Tuple[Edge, ...]:
+        low = importer.lower()
+        return tuple(e for e in self.edges if e.importer.lower() == low)
+
+    @property
+    def missing_modules(self) -> Tuple[Edge, ...]:
+        return tuple(e for e in self.edges if not e.delay and e.resolution.error is not None)
+
+    @property
+    def missing_symbols(self) -> Tuple[Edge, ...]:
+        return tuple(e for e in self.edges if e.missing)
+
+    @property
+    def latent(self) -> Tuple[Edge, ...]:
+        """Delay-load edges that would fail when first used."""
+        return tuple(e for e in self.edges if e.delay and e.error is not None)
+
+
+def _base(path: str) -> str:
+    return path.rsplit("\\", 1)[-1].lower()
+
+
+class _Simulator:
+    def __init__(self, ctx: LoadContext, view: FileView, apisets: ApiSetSchema,
+                 follow_delay: bool) -> None:
+        self.ctx = ctx
+        self.view = view
+        self.apisets = apisets
+        self.follow_delay = follow_delay
+        self.loaded: Dict[str, str] = dict(ctx.loaded)
+        self.loaded_paths: Set[str] = {p.lower() for p in self.loaded.values()}
+        self.modules: Dict[str, ImageFacts] = {}
+        self.invalid: Dict[str, str] = {}
+        self.edges: List[Edge] = []
+        self.done: Set[str] = set()  # modules whose imports were already checked
+
+    def facts(self, path: str) -> Optional[ImageFacts]:
+        key = path.lower()
+        if key in self.invalid:
+            return None
+        hit = self.modules.get(key)
+        if hit is None:
+            try:
+                hit = self.view.facts(path)
+            except InvalidImageError as exc:
+                self.invalid[key] = exc.reason
+                return None
+            self.modules[key] = hit
+        return hit
+
+    # -- symbol checks -------------------------------------------------------------------
+    def _lookup(
+        self, exporter: str, symbol: str, flags: int, load_dir: Optional[str],
+        loaded: Mapping[str, str], chain: Tuple[str, ...] = (),
+    ) -> Optional[MissingSymbol]:
+        """``None`` if ``exporter`` provides ``symbol`` (a name or ``#N``), else what is missing."""
+        facts = self.facts(exporter)
+        if facts is None:
+            return MissingSymbol(symbol, exporter, chain, ERROR_BAD_EXE_FORMAT)
+        exports = facts.exports
+        is_ord = symbol.startswith("#") and symbol[1:].isdigit()
+        if is_ord:
+            ordinal = int(symbol[1:])
+            if not exports.has_ordinal(ordinal):
+                return MissingSymbol(symbol, exporter, chain, ERROR_INVALID_ORDINAL)
+            fwd = exports.forwarder_of_ordinal(ordinal)
+        else:
+            if not exports.has_name(symbol):
+                return MissingSymbol(symbol, exporter, chain, ERROR_PROC_NOT_FOUND)
+            fwd = exports.forwarder_of_name(symbol)
+        if fwd is None:
+            return None
+        if len(chain) >= _MAX_FORWARD_HOPS:
+            return MissingSymbol(symbol, exporter, chain + (fwd,), ERROR_PROC_NOT_FOUND)
+        mod, _, target = fwd.rpartition(".")
+        if not mod or not target:
+            return MissingSymbol(symbol, exporter, chain + (fwd,), ERROR_PROC_NOT_FOUND)
+        res = resolve(mod, self.ctx, self.view, flags=flags, importer=exporter,
+                      load_dir=load_dir, loaded=loaded, apisets=self.apisets)
+        if res.path is None:
+            return MissingSymbol(symbol, exporter, chain + (fwd,), res.error or ERROR_MOD_NOT_FOUND)
+        return self._lookup(res.path, target, flags, load_dir, loaded, chain + (fwd,))
+
+    def _check_symbols(self, importer: str, edge_res: Resolution, names: Sequence[str],
+                       ordinals: Sequence[int], flags: int, load_dir: Optional[str],
+                       loaded: Mapping[str, str]) -> Tuple[MissingSymbol, ...]:
+        assert edge_res.path is not None
+        missing: List[MissingSymbol] = []
+        for sym in [*names, *(f"#{o}" for o in ordinals)]:
+            miss = self._lookup(edge_res.path, sym, flags, load_dir, loaded)
+            if miss is not None:
+                missing.append(miss)
+        return tuple(missing)
+
+    # -- one call ------------------------------------------------------------------------
+    def run(self, call: LoadCall) -> CallResult:
+        top = resolve(call.target, self.ctx, self.view, flags=call.flags,
+                      loaded=self.loaded, apisets=self.apisets)
+        if top.path is None:
+            return CallResult(call, top, top.error or ERROR_MOD_NOT_FOUND, None, ())
+        if top.rule is Rule.LOADED or top.path.lower() in self.done:
+            return CallResult(call, top, None, None, ())
+        load_dir = ntpath.dirname(top.path) if top.rule is Rule.FULL_PATH else None
+        # Names visible during this call: the process's modules plus what this call maps.
+        visible: Dict[str, str] = dict(self.loaded)
+        mapped: List[str] = []
+        mapped_keys: Set[str] = set()
+        first_error: Optional[Tuple[int, Optional[Edge], Optional[str]]] = None
+        delayed: List[Tuple[str, ImportedModule]] = []
+        pending_symbols: List[Tuple[str, Edge, Sequence[str], Sequence[int], int]] = []
+
+        stack = [top.path]
+        while stack:
+            path = stack.pop()
+            key = path.lower()
+            if key in mapped_keys or key in self.done:
+                continue
+            mapped.append(path)
+            mapped_keys.add(key)
+            visible.setdefault(_base(path), path)
+            facts = self.facts(path)
+            if facts is None:
+                if first_error is None:
+                    first_error = (ERROR_BAD_EXE_FORMAT, None, path)
+                continue
+            flags = facts.dependent_load_flags or call.flags
+            children: List[str] = []
+            for imp in facts.imports:
+                if imp.delay:
+                    delayed.append((path, imp))
+                    continue
+                res = resolve(imp.dll, self.ctx, self.view, flags=flags, importer=path,
+                              load_dir=load_dir, loaded=visible, apisets=self.apisets)
+                edge = Edge(path, imp.dll, False, flags, res)
+                if res.path is None:
+                    self.edges.append(edge)
+                    if first_error is None:
+                        first_error = (res.error or ERROR_MOD_NOT_FOUND, edge, None)
+                    continue
+                pending_symbols.append((path, edge, imp.names, imp.ordinals, flags))
+                if res.rule is not Rule.LOADED and res.path.lower() not in self.done:
+                    visible.setdefault(_base(res.path), res.path)
+                    children.append(res.path)
+            # depth-first in import order
+            stack.extend(reversed(children))
+
+        # snap imports: names and ordinals against exporters (after forwarders)
+        for importer, edge, names, ordinals, flags in pending_symbols:
+            missing = self._check_symbols(importer, edge.resolution, names, ordinals, flags,
+                                          load_dir, visible)
+            final = Edge(edge.importer, edge.name, False, flags, edge.resolution, missing)
+            self.edges.append(final)
+            if missing and first_error is None:
+                first_error = (missing[0].error, final, None)
+
+        if first_error is None:
+            for path in mapped:
+                self.loaded.setdefault(_base(path), path)
+                self.loaded_paths.add(path.lower())
+                self.done.add(path.lower())
+        # delay imports: resolved later by the delay helper with the standard search
+        if self.follow_delay:
+            for importer, imp in delayed:
+                res = resolve(imp.dll, self.ctx, self.view, flags=0, importer=importer,
+                              loaded=self.loaded if first_error is None else visible,
+                              apisets=self.apisets)
+                latent: Tuple[MissingSymbol, ...] = ()
+                if res.path is not None and self.facts(res.path) is not None:
+                    latent = self._check_symbols(importer, res, imp.names, imp.ordinals, 0,
+                                                 None, self.loaded)
+                self.edges.append(Edge(importer, imp.dll, True, 0, res, latent))
+        if first_error is None:
+            return CallResult(call, top, None, None, tuple(mapped))
+        code, culprit, bad = first_error
+        return CallResult(call, top, code, culprit, tuple(mapped), bad_image=bad)
+
+
+def simulate(
+    calls: Sequence[LoadCall],
+    ctx: LoadContext,
+    view: FileView,
+    *,
+    apisets: Optional[ApiSetSchema] = None,
+    follow_delay: bool = True,
+) -> Simulation:
+    """Replay ``calls`` in order and predict each outcome (see the module docstring)."""
+    sim = _Simulator(ctx, view, apisets if apisets is not None else default_schema(), follow_delay)
+    results = tuple(sim.run(c) for c in calls)
+    return Simulation(results, tuple(sim.edges), dict(sim.modules), dict(sim.invalid),
+                      dict(sim.loaded))
+
+
+def closure(
+    roots: Sequence[str],
+    ctx: LoadContext,
+    view: FileView,
+    *,
+    flags: int = 0x1100,
+    apisets: Optional[ApiSetSchema] = None,
+) -> Simulation:
+    """Load each root (a full Windows path) in order with ``flags``: torch's own preload uses
+    ``0x1100`` (``LOAD_LIBRARY_SEARCH_DEFAULT_DIRS | LOAD_LIBRARY_SEARCH_DLL_LOAD_DIR``)."""
+    return simulate([LoadCall(r, flags) for r in roots], ctx, view, apisets=apisets)
