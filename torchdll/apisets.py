@@ -17,7 +17,6 @@ Two sources of a schema:
 
 from __future__ import annotations
 
-import json
 import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -169,9 +168,9 @@ def schema_from_dll(path: str) -> ApiSetSchema:
 @lru_cache(maxsize=1)
 def default_schema() -> ApiSetSchema:
     """The schema shipped with torchdll (see ``data/apisets.json`` for its provenance)."""
-    from importlib import resources
+    from . import _data
 
-    raw = json.loads(resources.files("torchdll").joinpath("data/apisets.json").read_text("utf-8"))
+    raw = _data.load("apisets.json")
     entries: Dict[str, ApiSetEntry] = {}
     for key, value in raw["contracts"].items():
         exc = value[1] if len(value) > 1 else {}
