@@ -100,7 +100,8 @@ class CallResult:
 
     ``error`` is ``None`` on success, else the Win32 code the call returns; ``culprit`` is the
     edge that causes it (``None`` when the target itself was not found or is bad, see
-    ``resolution``). ``mapped`` lists the modules the call maps (in load order).
+    ``resolution``). ``mapped`` lists the modules the call maps (in load order) and ``edges``
+    every import it resolved (delay imports included, marked).
     """
 
     call: LoadCall
@@ -108,6 +109,7 @@ class CallResult:
     error: Optional[int]
     culprit: Optional[Edge]
     mapped: Tuple[str, ...]
+    edges: Tuple[Edge, ...] = ()
     bad_image: Optional[str] = None
 
     @property
@@ -117,7 +119,11 @@ class CallResult:
 
 @dataclass(frozen=True)
 class Simulation:
-    """The result of :func:`simulate`: per-call outcomes and the whole dependency graph."""
+    """The result of :func:`simulate`: per-call outcomes and the whole dependency graph.
+
+    ``edges`` concatenates the edges of every call; a module that a failed call mapped is mapped
+    again (and its edges resolved again) by the next call that needs it, as on Windows.
+    """
 
     results: Tuple[CallResult, ...]
     edges: Tuple[Edge, ...]
@@ -162,7 +168,6 @@ class _Simulator:
         self.loaded_paths: Set[str] = {p.lower() for p in self.loaded.values()}
         self.modules: Dict[str, ImageFacts] = {}
         self.invalid: Dict[str, str] = {}
-        self.edges: List[Edge] = []
         self.done: Set[str] = set()  # modules whose imports were already checked
 
     def facts(self, path: str) -> Optional[ImageFacts]:
@@ -225,6 +230,7 @@ class _Simulator:
 
     # -- one call ------------------------------------------------------------------------
     def run(self, call: LoadCall) -> CallResult:
+        self.edges: List[Edge] = []
         top = resolve(call.target, self.ctx, self.view, flags=call.flags,
                       loaded=self.loaded, apisets=self.apisets)
         if top.path is None:
@@ -301,9 +307,9 @@ class _Simulator:
                                                  None, self.loaded)
                 self.edges.append(Edge(importer, imp.dll, True, 0, res, latent))
         if first_error is None:
-            return CallResult(call, top, None, None, tuple(mapped))
+            return CallResult(call, top, None, None, tuple(mapped), tuple(self.edges))
         code, culprit, bad = first_error
-        return CallResult(call, top, code, culprit, tuple(mapped), bad_image=bad)
+        return CallResult(call, top, code, culprit, tuple(mapped), tuple(self.edges), bad_image=bad)
 
 
 def simulate(
@@ -317,8 +323,8 @@ def simulate(
     """Replay ``calls`` in order and predict each outcome (see the module docstring)."""
     sim = _Simulator(ctx, view, apisets if apisets is not None else default_schema(), follow_delay)
     results = tuple(sim.run(c) for c in calls)
-    return Simulation(results, tuple(sim.edges), dict(sim.modules), dict(sim.invalid),
-                      dict(sim.loaded))
+    edges = tuple(e for r in results for e in r.edges)
+    return Simulation(results, edges, dict(sim.modules), dict(sim.invalid), dict(sim.loaded))
 
 
 def closure(

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from torchdll._pebuild import build_pe
+from torchdll.cli import main
+
+
+def run(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main(list(argv), out=out)
+    return code, out.getvalue()
+
+
+def test_demo_names_the_culprit_and_the_rule() -> None:
+    code, text = run("demo")
+    assert code == 0
+    assert "FAILS with [WinError 127]" in text
+    assert "Error loading" in text and "shm.dll" in text
+    assert "envs\\old\\Lib\\site-packages\\torch\\lib\\c10.dll [loaded-module]" in text
+    assert "?c10_mutex@c10@@YAXXZ" in text
+
+
+def test_demo_json_is_machine_readable(tmp_path: Path) -> None:
+    code, text = run("demo", "--json", "--keep", str(tmp_path / "tree"))
+    assert code == 0
+    data = json.loads(text)
+    assert all(r["error"] is None for r in data["torch_first"]["results"])
+    failed = [r for r in data["plugin_first"]["results"] if r["error"] is not None]
+    assert failed[0]["error"] == 127
+    assert failed[0]["culprit"]["resolution"]["rule"] == "loaded-module"
+    assert (tmp_path / "tree" / "C" / "Windows" / "System32" / "kernel32.dll").is_file()
+
+
+def test_python_dash_m_runs_the_demo_by_default() -> None:
+    proc = subprocess.run([sys.executable, "-m", "torchdll"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "torchdll demo" in proc.stdout
+
+
+def _tree(tmp_path: Path) -> Path:
+    root = tmp_path / "mirror"
+    lib = root / "C" / "app" / "lib"
+    lib.mkdir(parents=True)
+    (lib / "a.dll").write_bytes(build_pe(name="a.dll", imports={"b.dll": ["f", "g"]}))
+    (lib / "b.dll").write_bytes(build_pe(name="b.dll", exports=["f"]))
+    return root
+
+
+def test_resolve_and_closure_on_a_mirror(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    code, text = run("resolve", "b", "--root", str(root), "--path", "C:\\app\\lib")
+    assert code == 0 and "C:\\app\\lib\\b.dll" in text and "[path]" in text
+    code, text = run("closure", "C:\\app\\lib\\a.dll", "--root", str(root), "--json")
+    assert code == 1
+    data = json.loads(text)
+    culprit = data["results"][0]["culprit"]
+    assert data["results"][0]["error"] == 127
+    assert [m["symbol"] for m in culprit["missing"]] == ["g"]
+
+
+def test_resolve_not_found_exit_1(tmp_path: Path) -> None:
+    code, text = run("resolve", "ghost.dll", "--root", str(_tree(tmp_path)))
+    assert code == 1 and "WinError 126" in text
+
+
+def test_pe_command_and_bad_input(tmp_path: Path) -> None:
+    good = tmp_path / "x.dll"
+    good.write_bytes(build_pe(name="x.dll", exports=["f"], dependent_load_flags=0x800))
+    code, text = run("pe", str(good))
+    assert code == 0 and "DependentLoadFlags 0x800" in text and "x64" in text
+    code, text = run("pe", str(good), "--json")
+    assert json.loads(text)["machine"] == "x64"
+    bad = tmp_path / "bad.dll"
+    bad.write_text("<html>not a dll</html>")
+    assert run("pe", str(bad))[0] == 2
