@@ -7,7 +7,10 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # typing is not imported: it would cost more than all of torchdll
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
 
 __version__ = "0.1.0.dev0"
 
@@ -53,7 +56,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .snapshot import collect as collect_snapshot
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'torchdll' has no attribute {name!r}")
