@@ -32,7 +32,7 @@ _LAZY = {
     "resolve": "torchdll.resolver",
     "LoadCall": "torchdll.closure",
     "simulate": "torchdll.closure",
-    "closure": "torchdll.closure",
+    "dependency_closure": "torchdll.closure",
     # file views and snapshots
     "MirrorView": "torchdll.fsview",
     "NativeView": "torchdll.fsview",
@@ -47,7 +47,7 @@ _RENAMED = {"read_image_facts": "read_facts", "collect_snapshot": "collect"}
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._pe import read_facts as read_image_facts
-    from .closure import LoadCall, closure, simulate
+    from .closure import LoadCall, dependency_closure, simulate
     from .errors import InvalidImageError, SnapshotError, TorchDLLWarning
     from .fsview import MirrorView, NativeView
     from .model import ImageFacts, LoadContext, LoadFlags, Machine, Resolution, Rule

@@ -192,10 +192,10 @@ def _cmd_resolve(args: argparse.Namespace, out: TextIO) -> int:
 
 def _cmd_closure(args: argparse.Namespace, out: TextIO) -> int:
     from ._json import dumps
-    from .closure import closure
+    from .closure import dependency_closure
 
     ctx, view = _context_from_args(args)
-    sim = closure(args.dll, ctx, view, flags=args.flags)
+    sim = dependency_closure(args.dll, ctx, view, flags=args.flags)
     if args.json:
         out.write(dumps(sim) + "\n")
     else:

@@ -41,7 +41,7 @@ __all__ = [
     "LoadCall",
     "MissingSymbol",
     "Simulation",
-    "closure",
+    "dependency_closure",
     "simulate",
 ]
 
@@ -327,7 +327,7 @@ def simulate(
     return Simulation(results, edges, dict(sim.modules), dict(sim.invalid), dict(sim.loaded))
 
 
-def closure(
+def dependency_closure(
     roots: Sequence[str],
     ctx: LoadContext,
     view: FileView,

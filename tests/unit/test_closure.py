@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.support.memview import MemoryView, dll
-from torchdll.closure import LoadCall, closure, simulate
+from torchdll.closure import LoadCall, dependency_closure, simulate
 from torchdll.model import LoadContext, Machine, Rule
 
 APP = "C:\\Python311"
@@ -32,7 +32,7 @@ def test_transitive_missing_module_names_the_real_culprit() -> None:
         dll(f"{LIB}\\shm.dll", imports={"torch_cpu.dll": ["f"], "KERNEL32.dll": ["GetTickCount"]}),
         dll(f"{LIB}\\torch_cpu.dll", exports=["f"], imports={"mkl_intel_thread.1.dll": ["g"]}),
     ])
-    sim = closure([f"{LIB}\\shm.dll"], ctx(), view)
+    sim = dependency_closure([f"{LIB}\\shm.dll"], ctx(), view)
     res = sim.results[0]
     assert res.error == 126
     assert res.culprit is not None
@@ -48,7 +48,7 @@ def test_complete_closure_succeeds_and_records_rules() -> None:
         dll(f"{LIB}\\torch_cpu.dll", exports=["f"], imports={"mkl_intel_thread.1.dll": ["g"]}),
         dll(f"{BIN}\\mkl_intel_thread.1.dll", exports=["g"]),
     ])
-    sim = closure([f"{LIB}\\shm.dll"], ctx(user_dirs=(LIB, BIN)), view)
+    sim = dependency_closure([f"{LIB}\\shm.dll"], ctx(user_dirs=(LIB, BIN)), view)
     assert sim.ok
     edge = next(e for e in sim.edges if e.name == "mkl_intel_thread.1.dll")
     assert edge.resolution.rule is Rule.USER_DIR and edge.resolution.path == f"{BIN}\\mkl_intel_thread.1.dll"
@@ -60,7 +60,7 @@ def test_missing_export_is_127_with_exporter() -> None:
         dll(f"{LIB}\\a.dll", imports={"b.dll": ["present", "absent"]}),
         dll(f"{LIB}\\b.dll", exports=["present"]),
     ])
-    res = closure([f"{LIB}\\a.dll"], ctx(), view).results[0]
+    res = dependency_closure([f"{LIB}\\a.dll"], ctx(), view).results[0]
     assert res.error == 127
     assert res.culprit is not None
     assert [(m.symbol, m.exporter) for m in res.culprit.missing] == [("absent", f"{LIB}\\b.dll")]
@@ -71,14 +71,14 @@ def test_missing_ordinal_is_182() -> None:
         dll(f"{LIB}\\a.dll", imports={"b.dll": [2, 7]}),
         dll(f"{LIB}\\b.dll", exports=["x", "y"]),
     ])
-    res = closure([f"{LIB}\\a.dll"], ctx(), view).results[0]
+    res = dependency_closure([f"{LIB}\\a.dll"], ctx(), view).results[0]
     assert res.error == 182
     assert res.culprit is not None and [m.symbol for m in res.culprit.missing] == ["#7"]
 
 
 def test_forwarder_chain_is_followed_through_system_dlls() -> None:
     view = MemoryView(system() + [dll(f"{LIB}\\a.dll", imports={"KERNEL32.dll": ["AcquireSRWLockExclusive"]})])
-    assert closure([f"{LIB}\\a.dll"], ctx(), view).ok
+    assert dependency_closure([f"{LIB}\\a.dll"], ctx(), view).ok
 
 
 def test_broken_forwarder_reports_final_exporter_and_chain() -> None:
@@ -88,7 +88,7 @@ def test_broken_forwarder_reports_final_exporter_and_chain() -> None:
         dll(f"{LIB}\\fwd_b.dll", exports=["chain_fn"], forwarders={"chain_fn": "fwd_c.#9"}),
         dll(f"{LIB}\\fwd_c.dll", exports=["other"]),
     ])
-    res = closure([f"{LIB}\\a.dll"], ctx(), view).results[0]
+    res = dependency_closure([f"{LIB}\\a.dll"], ctx(), view).results[0]
     assert res.error == 182
     assert res.culprit is not None
     miss = res.culprit.missing[0]
@@ -102,7 +102,7 @@ def test_forwarder_cycle_terminates() -> None:
         dll(f"{LIB}\\x.dll", exports=["f"], forwarders={"f": "y.f"}),
         dll(f"{LIB}\\y.dll", exports=["f"], forwarders={"f": "x.f"}),
     ])
-    res = closure([f"{LIB}\\a.dll"], ctx(), view).results[0]
+    res = dependency_closure([f"{LIB}\\a.dll"], ctx(), view).results[0]
     assert res.error == 127
 
 
@@ -112,7 +112,7 @@ def test_dependent_load_flags_of_importer_restrict_its_imports() -> None:
         dll(f"{LIB}\\a.dll", imports={"dep.dll": []}, dependent_load_flags=0x800),
         dll(f"{LIB}\\dep.dll"),
     ])
-    res = closure([f"{LIB}\\a.dll"], ctx(), view).results[0]
+    res = dependency_closure([f"{LIB}\\a.dll"], ctx(), view).results[0]
     assert res.error == 126
     assert res.culprit is not None and res.culprit.flags == 0x800
     assert [c.rule for c in res.culprit.resolution.candidates] == [Rule.SYSTEM32]
@@ -142,7 +142,7 @@ def test_module_mapped_earlier_in_the_same_call_is_reused() -> None:
         dll(f"{LIB}\\c.dll"),
         dll(f"{APP}\\c.dll"),
     ])
-    sim = closure([f"{LIB}\\a.dll"], ctx(), view)
+    sim = dependency_closure([f"{LIB}\\a.dll"], ctx(), view)
     assert sim.ok
     paths = {e.resolution.path for e in sim.edges if e.name == "c.dll"}
     assert paths == {f"{LIB}\\c.dll"}
@@ -150,14 +150,14 @@ def test_module_mapped_earlier_in_the_same_call_is_reused() -> None:
 
 def test_delay_import_failure_is_latent_not_fatal() -> None:
     view = MemoryView(system() + [dll(f"{LIB}\\a.dll", delay={"nvcuda.dll": ["cuInit"]})])
-    sim = closure([f"{LIB}\\a.dll"], ctx(), view)
+    sim = dependency_closure([f"{LIB}\\a.dll"], ctx(), view)
     assert sim.ok
     assert [e.name for e in sim.latent] == ["nvcuda.dll"]
     # the delay helper uses the standard search: PATH is consulted
     assert any(c.rule is Rule.PATH for c in sim.latent[0].resolution.candidates) is False  # no PATH entries here
     view2 = MemoryView(system() + [dll(f"{LIB}\\a.dll", delay={"nvcuda.dll": ["cuInit"]}),
                                    dll("C:\\zluda\\nvcuda.dll", exports=["cuInit"])])
-    sim2 = closure([f"{LIB}\\a.dll"], ctx(path=("C:\\zluda",)), view2)
+    sim2 = dependency_closure([f"{LIB}\\a.dll"], ctx(path=("C:\\zluda",)), view2)
     assert sim2.latent == ()
     edge = next(e for e in sim2.edges if e.delay)
     assert edge.resolution.rule is Rule.PATH
@@ -167,14 +167,14 @@ def test_invalid_image_in_graph_is_193() -> None:
     view = MemoryView(system() + [dll(f"{LIB}\\a.dll", imports={"b.dll": []})])
     view.add(f"{LIB}\\b.dll", Machine.AMD64)  # machine readable...
     view.files[f"{LIB}\\b.dll".lower()] = None  # ...then declared corrupt
-    res = closure([f"{LIB}\\a.dll"], ctx(), view).results[0]
+    res = dependency_closure([f"{LIB}\\a.dll"], ctx(), view).results[0]
     assert res.error == 193
 
 
 def test_wrong_machine_dependency_skipped_then_missing() -> None:
     view = MemoryView(system() + [dll(f"{LIB}\\a.dll", imports={"b.dll": []}),
                                   dll(f"{LIB}\\b.dll", machine=Machine.I386)])
-    res = closure([f"{LIB}\\a.dll"], ctx(), view).results[0]
+    res = dependency_closure([f"{LIB}\\a.dll"], ctx(), view).results[0]
     assert res.error == 126
     assert res.culprit is not None
     assert "x86" in " ".join(res.culprit.resolution.notes)
@@ -184,6 +184,6 @@ def test_each_module_is_parsed_once() -> None:
     files = system() + [dll(f"{LIB}\\m{i}.dll", imports={f"m{i+1}.dll": ["f"]}, exports=["f"]) for i in range(50)]
     files.append(dll(f"{LIB}\\m50.dll", exports=["f"]))
     view = MemoryView(files)
-    sim = closure([f"{LIB}\\m{i}.dll" for i in range(51)], ctx(), view)
+    sim = dependency_closure([f"{LIB}\\m{i}.dll" for i in range(51)], ctx(), view)
     assert sim.ok
     assert view.facts_calls == 51

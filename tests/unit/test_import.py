@@ -47,3 +47,12 @@ def test_unknown_attribute_is_attribute_error() -> None:
         assert "does_not_exist" in str(exc)
     else:  # pragma: no cover
         raise AssertionError("expected AttributeError")
+
+
+def test_no_public_name_is_shadowed_by_a_submodule() -> None:
+    # importing torchdll.<sub> sets the attribute <sub> on the package: a public function of
+    # the same name would silently become a module.
+    import pkgutil
+
+    subs = {m.name for m in pkgutil.iter_modules(torchdll.__path__)}
+    assert subs.isdisjoint(torchdll.__all__)
