@@ -46,14 +46,14 @@ __all__ = ["__version__", *sorted(_LAZY)]
 _RENAMED = {"read_image_facts": "read_facts", "collect_snapshot": "collect"}
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from ._pe import read_facts as read_image_facts
-    from .closure import LoadCall, dependency_closure, simulate
-    from .errors import InvalidImageError, SnapshotError, TorchDLLWarning
-    from .fsview import MirrorView, NativeView
-    from .model import ImageFacts, LoadContext, LoadFlags, Machine, Resolution, Rule
-    from .resolver import resolve
-    from .snapshot import Snapshot, load_offline
-    from .snapshot import collect as collect_snapshot
+    from ._pe import read_facts as read_image_facts  # noqa: F401
+    from .closure import LoadCall, dependency_closure, simulate  # noqa: F401
+    from .errors import InvalidImageError, SnapshotError, TorchDLLWarning  # noqa: F401
+    from .fsview import MirrorView, NativeView  # noqa: F401
+    from .model import ImageFacts, LoadContext, LoadFlags, Machine, Resolution, Rule  # noqa: F401
+    from .resolver import resolve  # noqa: F401
+    from .snapshot import Snapshot, load_offline  # noqa: F401
+    from .snapshot import collect as collect_snapshot  # noqa: F401
 
 
 def __getattr__(name: str) -> "Any":

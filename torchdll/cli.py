@@ -147,16 +147,16 @@ def _context_from_args(args: argparse.Namespace) -> "tuple[LoadContext, FileView
     from .fsview import MirrorView, NativeView
 
     if args.snapshot:
-        from .snapshot import load_offline
+        from .snapshot import Snapshot, load_offline
 
-        snap, view = load_offline(args.snapshot, args.root) if args.root else (None, None)
-        if snap is None:
-            from .snapshot import Snapshot
-
-            snap = Snapshot.load(args.snapshot)
-            view = NativeView()
+        view: FileView
+        if args.root:
+            snap, view = load_offline(args.snapshot, args.root)
+        else:
+            snap, view = Snapshot.load(args.snapshot), NativeView()
         ctx = snap.load_context(user_dirs=tuple(args.user_dir or ()))
-        assert view is not None
+        if args.path:
+            ctx = replace(ctx, path=tuple(args.path))
         return ctx, view
     if args.root:
         from .model import LoadContext

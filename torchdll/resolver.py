@@ -155,13 +155,17 @@ def search_dirs(
     return _dirs_standard(ctx, (Rule.APP_DIR, ctx.app_dir), flags)  # mode B
 
 
+_INVALID_PATH_CHARS = '"<>|?*'
+
+
 def _absolutize(directory: str, cwd: str) -> Optional[str]:
     """A search folder as an absolute path (relative PATH entries are relative to the current
-    directory), or ``None`` when it cannot be one (empty, or relative with no cwd)."""
-    d = directory.strip().strip('"')
-    if not d:
+    directory), or ``None`` when it cannot be one: blank, relative with no cwd, or holding a
+    character no Windows path can (the loader takes PATH entries literally, so a quoted entry
+    never matches a folder)."""
+    if not directory.strip() or any(c in directory for c in _INVALID_PATH_CHARS):
         return None
-    d = d.replace("/", "\\")
+    d = directory.replace("/", "\\")
     if _is_absolute(d):
         return d
     if not cwd:
@@ -332,7 +336,10 @@ def resolve(
     for rule, raw_dir in dirs:
         directory = _absolutize(raw_dir, ctx.cwd)
         if directory is None:
-            if raw_dir.strip():
+            if any(c in raw_dir for c in _INVALID_PATH_CHARS):
+                notes.append(f"{rule.value} entry {raw_dir!r} holds a character no folder name can "
+                             "(the loader does not remove quotes); skipped")
+            elif raw_dir.strip():
                 notes.append(f"{rule.value} entry {raw_dir!r} is relative and there is no current directory")
             continue
         try:

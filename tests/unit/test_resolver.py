@@ -246,10 +246,14 @@ def test_relative_path_entry_is_relative_to_cwd() -> None:
     assert res.path == "C:\\work\\rel\\dep.dll" and res.rule is Rule.PATH
 
 
-def test_empty_and_quoted_path_entries() -> None:
-    view = MemoryView({"C:\\with;semi\\dep.dll": X64})
-    res = resolve("dep.dll", ctx(path=("", '"C:\\with;semi"')), view)
-    assert res.path == "C:\\with;semi\\dep.dll"
+def test_empty_blank_and_quoted_path_entries_are_skipped() -> None:
+    # The loader reads PATH literally: a quoted entry names no folder (quotes are only
+    # honoured by cmd.exe), so the DLL in "C:\\quoted" is not found.
+    view = MemoryView({"C:\\quoted\\dep.dll": X64, "C:\\plain\\dep.dll": X64})
+    res = resolve("dep.dll", ctx(path=("", "  ", '"C:\\quoted"', "C:\\plain")), view)
+    assert res.path == "C:\\plain\\dep.dll"
+    assert any("quotes" in n for n in res.notes)
+    assert not any("quoted" in c.path for c in res.candidates)
 
 
 # -- mode C and D --------------------------------------------------------------------------

@@ -1,0 +1,490 @@
+"""Fakes of the Win32 boundary, so :mod:`torchdll._win32` runs (and is tested) on any OS.
+
+* :class:`FakeWinreg` behaves like the ``winreg`` module for reading: ``OpenKey``/``OpenKeyEx``
+  (usable as context managers), ``QueryValueEx``, ``EnumValue``, ``QueryInfoKey``, ``CloseKey``,
+  the ``HKEY_*``/``REG_*``/``KEY_*`` constants, case-insensitive key and value names,
+  :class:`FileNotFoundError` for a missing key or value and :class:`PermissionError` where
+  :meth:`FakeWinreg.deny` says so (both with ``winerror`` set, as on Windows).
+* :class:`FakeKernel32` and :class:`FakePsapi` emulate the few foreign functions torchdll
+  calls, with their Win32 semantics: they fill ``ctypes`` buffers, report required sizes,
+  truncate with ``ERROR_INSUFFICIENT_BUFFER`` and keep a last error. Each function refuses to run
+  before ``argtypes`` and ``restype`` were declared, and checks its arguments against the
+  declared ``argtypes`` with ``from_param``, as a real foreign function would.
+* :func:`fake_api` wires them into a :class:`torchdll._win32.WinApi`; :func:`typical_registry`
+  gives a registry like a fresh Windows 11 machine.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from torchdll._win32 import WinApi
+
+__all__ = [
+    "FakeFunction",
+    "FakeHKEY",
+    "FakeKernel32",
+    "FakePsapi",
+    "FakeWinreg",
+    "fake_api",
+    "typical_registry",
+]
+
+# winerror.h
+ERROR_SUCCESS = 0
+ERROR_FILE_NOT_FOUND = 2
+ERROR_ACCESS_DENIED = 5
+ERROR_INVALID_HANDLE = 6
+ERROR_INSUFFICIENT_BUFFER = 122
+ERROR_MOD_NOT_FOUND = 126
+ERROR_NO_MORE_ITEMS = 259
+
+_UNSET: Any = object()
+
+
+def _winerror(cls: type[OSError], code: int, text: str) -> OSError:
+    posix = {FileNotFoundError: errno.ENOENT, PermissionError: errno.EACCES}.get(cls, errno.EINVAL)
+    exc = cls(posix, text)
+    # Real winreg errors carry it; typeshed declares it on Windows only, hence setattr.
+    setattr(exc, "winerror", code)  # noqa: B010
+    return exc
+
+
+# --------------------------------------------------------------------------------------------
+# winreg
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Key:
+    name: str
+    values: Dict[str, Tuple[str, Any, int]] = field(default_factory=dict)  # lower -> (name, v, t)
+    subkeys: Dict[str, "_Key"] = field(default_factory=dict)
+    denied: bool = False
+    denied_values: set = field(default_factory=set)  # type: ignore[type-arg]
+
+
+class FakeHKEY:
+    """An open key, like ``winreg.PyHKEY`` (context manager, ``Close``, ``int()``)."""
+
+    _next = 0x1000
+
+    def __init__(self, key: _Key) -> None:
+        self._key: Optional[_Key] = key
+        FakeHKEY._next += 4
+        self.handle = FakeHKEY._next
+
+    @property
+    def key(self) -> _Key:
+        if self._key is None:
+            raise _winerror(OSError, ERROR_INVALID_HANDLE, "The handle is invalid")
+        return self._key
+
+    def Close(self) -> None:
+        self._key = None
+
+    def Detach(self) -> int:
+        self._key = None
+        return self.handle
+
+    def __int__(self) -> int:
+        return self.handle
+
+    def __enter__(self) -> FakeHKEY:  # noqa: PYI034 - mirrors winreg.PyHKEY
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.Close()
+
+
+class FakeWinreg:
+    """An in-memory registry with the read API of the ``winreg`` module."""
+
+    HKEY_CLASSES_ROOT = 0x80000000
+    HKEY_CURRENT_USER = 0x80000001
+    HKEY_LOCAL_MACHINE = 0x80000002
+    HKEY_USERS = 0x80000003
+    HKEY_CURRENT_CONFIG = 0x80000005
+
+    REG_NONE = 0
+    REG_SZ = 1
+    REG_EXPAND_SZ = 2
+    REG_BINARY = 3
+    REG_DWORD = 4
+    REG_MULTI_SZ = 7
+    REG_QWORD = 11
+
+    KEY_QUERY_VALUE = 0x0001
+    KEY_ENUMERATE_SUB_KEYS = 0x0008
+    KEY_READ = 0x20019
+    KEY_WOW64_64KEY = 0x0100
+    KEY_WOW64_32KEY = 0x0200
+
+    error = OSError
+
+    def __init__(self) -> None:
+        self._hives: Dict[int, _Key] = {
+            h: _Key(n)
+            for h, n in (
+                (self.HKEY_CLASSES_ROOT, "HKEY_CLASSES_ROOT"),
+                (self.HKEY_CURRENT_USER, "HKEY_CURRENT_USER"),
+                (self.HKEY_LOCAL_MACHINE, "HKEY_LOCAL_MACHINE"),
+                (self.HKEY_USERS, "HKEY_USERS"),
+                (self.HKEY_CURRENT_CONFIG, "HKEY_CURRENT_CONFIG"),
+            )
+        }
+        self.opened: List[str] = []
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def _walk(self, hive: int, subkey: str, create: bool) -> Optional[_Key]:
+        cur = self._hives[hive]
+        for part in [p for p in subkey.split("\\") if p]:
+            nxt = cur.subkeys.get(part.lower())
+            if nxt is None:
+                if not create:
+                    return None
+                nxt = cur.subkeys[part.lower()] = _Key(part)
+            cur = nxt
+        return cur
+
+    def create_key(self, hive: int, subkey: str) -> None:
+        self._walk(hive, subkey, True)
+
+    def set_value(self, hive: int, subkey: str, name: str, value: Any, kind: int) -> None:
+        """Store a value (creating the key and its parents)."""
+        key = self._walk(hive, subkey, True)
+        assert key is not None
+        key.values[name.lower()] = (name, value, kind)
+
+    def delete_value(self, hive: int, subkey: str, name: str) -> None:
+        key = self._walk(hive, subkey, False)
+        if key is not None:
+            key.values.pop(name.lower(), None)
+
+    def deny(self, hive: int, subkey: str, name: Optional[str] = None) -> None:
+        """Make opening ``subkey`` (or, with ``name``, querying that value) raise PermissionError."""
+        key = self._walk(hive, subkey, True)
+        assert key is not None
+        if name is None:
+            key.denied = True
+        else:
+            key.denied_values.add(name.lower())
+
+    # -- the winreg API ----------------------------------------------------------------------
+
+    def _resolve(self, key: Any) -> _Key:
+        if isinstance(key, FakeHKEY):
+            return key.key
+        if isinstance(key, int) and key in self._hives:
+            return self._hives[key]
+        raise _winerror(OSError, ERROR_INVALID_HANDLE, "The handle is invalid")
+
+    def OpenKey(
+        self, key: Any, sub_key: Optional[str], reserved: int = 0, access: int = KEY_READ
+    ) -> FakeHKEY:
+        if not isinstance(reserved, int) or not isinstance(access, int):
+            raise TypeError("reserved and access must be integers")
+        cur = self._resolve(key)
+        for part in [p for p in (sub_key or "").split("\\") if p]:
+            nxt = cur.subkeys.get(part.lower())
+            if nxt is None:
+                raise _winerror(
+                    FileNotFoundError, ERROR_FILE_NOT_FOUND, "The system cannot find the file specified"
+                )
+            cur = nxt
+            if cur.denied:
+                raise _winerror(PermissionError, ERROR_ACCESS_DENIED, "Access is denied")
+        self.opened.append(sub_key or "")
+        return FakeHKEY(cur)
+
+    OpenKeyEx = OpenKey
+
+    def CloseKey(self, hkey: Any) -> None:
+        if isinstance(hkey, FakeHKEY):
+            hkey.Close()
+
+    def QueryValueEx(self, key: Any, value_name: Optional[str]) -> Tuple[Any, int]:
+        k = self._resolve(key)
+        lname = (value_name or "").lower()
+        if lname in k.denied_values:
+            raise _winerror(PermissionError, ERROR_ACCESS_DENIED, "Access is denied")
+        hit = k.values.get(lname)
+        if hit is None:
+            raise _winerror(
+                FileNotFoundError, ERROR_FILE_NOT_FOUND, "The system cannot find the file specified"
+            )
+        return hit[1], hit[2]
+
+    def EnumValue(self, key: Any, index: int) -> Tuple[str, Any, int]:
+        k = self._resolve(key)
+        items = list(k.values.values())
+        if not 0 <= index < len(items):
+            raise _winerror(OSError, ERROR_NO_MORE_ITEMS, "No more data is available")
+        return items[index]
+
+    def QueryInfoKey(self, key: Any) -> Tuple[int, int, int]:
+        k = self._resolve(key)
+        return len(k.subkeys), len(k.values), 0
+
+
+#: The KnownDLLs value names of a Windows 11 23H2 x64 install (each maps to "<name>.dll").
+DEFAULT_KNOWN_DLLS = (
+    "advapi32", "clbcatq", "combase", "COMDLG32", "coml2", "difxapi", "gdi32", "gdiplus",
+    "IMAGEHLP", "IMM32", "kernel32", "MSCTF", "MSVCRT", "NORMALIZ", "NSI", "ole32",
+    "OLEAUT32", "PSAPI", "rpcrt4", "sechost", "Setupapi", "SHCORE", "SHELL32", "SHLWAPI",
+    "user32", "WLDAP32", "wow64cpu", "wow64win", "WS2_32",
+)  # fmt: skip
+
+
+def typical_registry(
+    *,
+    user_path: Optional[Tuple[str, int]] = (
+        r"%USERPROFILE%\AppData\Local\Microsoft\WindowsApps;",
+        FakeWinreg.REG_EXPAND_SZ,
+    ),
+    system_path: Optional[Tuple[str, int]] = (
+        (
+            r"%SystemRoot%\system32;%SystemRoot%;%SystemRoot%\System32\Wbem;"
+            r"%SYSTEMROOT%\System32\WindowsPowerShell\v1.0\;%SYSTEMROOT%\System32\OpenSSH\\"
+        ),
+        FakeWinreg.REG_EXPAND_SZ,
+    ),
+    safe_dll_search_mode: Optional[int] = None,
+    long_paths_enabled: Optional[int] = 0,
+    known_dlls: Sequence[str] = DEFAULT_KNOWN_DLLS,
+) -> FakeWinreg:
+    """A registry like a fresh Windows 11 machine; ``None`` leaves a value out."""
+    reg = FakeWinreg()
+    hklm, hkcu = FakeWinreg.HKEY_LOCAL_MACHINE, FakeWinreg.HKEY_CURRENT_USER
+    sm = r"SYSTEM\CurrentControlSet\Control\Session Manager"
+    reg.create_key(hkcu, "Environment")
+    reg.set_value(hkcu, "Environment", "TEMP", r"%USERPROFILE%\AppData\Local\Temp", reg.REG_EXPAND_SZ)
+    if user_path is not None:
+        reg.set_value(hkcu, "Environment", "Path", user_path[0], user_path[1])
+    reg.set_value(hklm, sm + r"\Environment", "OS", "Windows_NT", reg.REG_SZ)
+    if system_path is not None:
+        reg.set_value(hklm, sm + r"\Environment", "Path", system_path[0], system_path[1])
+    reg.set_value(hklm, sm, "ProtectionMode", 1, reg.REG_DWORD)
+    if safe_dll_search_mode is not None:
+        reg.set_value(hklm, sm, "SafeDllSearchMode", safe_dll_search_mode, reg.REG_DWORD)
+    reg.create_key(hklm, sm + r"\KnownDLLs")
+    for name in known_dlls:
+        reg.set_value(hklm, sm + r"\KnownDLLs", name, name + ".dll", reg.REG_SZ)
+    if known_dlls:
+        reg.set_value(hklm, sm + r"\KnownDLLs", "DllDirectory", r"%SystemRoot%\system32", reg.REG_EXPAND_SZ)
+    fs = r"SYSTEM\CurrentControlSet\Control\FileSystem"
+    reg.create_key(hklm, fs)
+    if long_paths_enabled is not None:
+        reg.set_value(hklm, fs, "LongPathsEnabled", long_paths_enabled, reg.REG_DWORD)
+    return reg
+
+
+# --------------------------------------------------------------------------------------------
+# kernel32 / psapi
+# --------------------------------------------------------------------------------------------
+
+
+def _deref(arg: Any) -> Any:
+    """The ctypes object behind ``byref(x)``, ``pointer(x)`` or ``x``."""
+    if hasattr(arg, "_obj"):  # CArgObject from byref()
+        return arg._obj
+    if isinstance(arg, ctypes._Pointer):
+        return arg.contents
+    return arg
+
+
+def _write_wstr(buf: Any, size: int, text: str) -> None:
+    """Copy ``text`` and a terminating null into ``buf`` (a ``c_wchar`` array of ``size``)."""
+    if not isinstance(buf, ctypes.Array) or buf._type_ is not ctypes.c_wchar:
+        raise TypeError(f"expected a c_wchar buffer, got {type(buf).__name__}")
+    if len(buf) < size:
+        raise AssertionError(f"caller claims {size} chars but the buffer holds {len(buf)}")
+    for i, ch in enumerate(text[:size]):
+        buf[i] = ch
+    if len(text) < size:
+        buf[len(text)] = "\0"
+
+
+class FakeFunction:
+    """A foreign function stand-in: ``argtypes``/``restype`` must be declared before a call."""
+
+    def __init__(self, name: str, impl: Callable[..., int], owner: "_FakeLib") -> None:
+        self.__name__ = name
+        self.impl = impl
+        self.owner = owner
+        self.argtypes: Any = _UNSET
+        self.restype: Any = _UNSET
+        self.calls: List[Tuple[Any, ...]] = []
+
+    def __call__(self, *args: Any) -> int:
+        if self.argtypes is _UNSET or self.restype is _UNSET:
+            raise AssertionError(f"{self.__name__} called before argtypes/restype were declared")
+        if len(args) != len(self.argtypes):
+            raise TypeError(f"{self.__name__}: {len(self.argtypes)} arguments expected, got {len(args)}")
+        for i, (kind, arg) in enumerate(zip(self.argtypes, args)):
+            try:
+                kind.from_param(arg)
+            except (TypeError, ctypes.ArgumentError) as exc:
+                raise ctypes.ArgumentError(f"argument {i + 1}: {exc}") from None
+        self.calls.append(args)
+        result = self.impl(*args)
+        if isinstance(self.restype, type) and issubclass(self.restype, ctypes._SimpleCData):
+            # What a real call returns: the C value converted by restype (HANDLE -1 -> 2**64-1).
+            return self.restype(result).value  # type: ignore[no-any-return]
+        return result
+
+
+class _FakeLib:
+    last_error: int = ERROR_SUCCESS
+
+    def _export(self, name: str, impl: Callable[..., int]) -> FakeFunction:
+        fn = FakeFunction(name, impl, self)
+        setattr(self, name, fn)
+        return fn
+
+    def set_error(self, code: int) -> None:
+        self.last_error = code
+
+    def get_last_error(self) -> int:
+        return self.last_error
+
+
+class FakeKernel32(_FakeLib):
+    """kernel32 for one process whose modules are ``modules`` (the image first).
+
+    ``windows_dir``/``system_dir`` feed ``GetWindowsDirectoryW``/``GetSystemDirectoryW``.
+    ``k32_enum=False`` leaves ``K32EnumProcessModules`` out (pre-Windows 7: psapi only).
+    ``load_during_enum`` modules appear after the first enumeration call (a racing load).
+    ``fail`` maps a function name to a Win32 error it returns with.
+    """
+
+    #: GetCurrentProcess() returns (HANDLE)-1, which a HANDLE restype turns into 2**N - 1.
+    PSEUDO_PROCESS = (1 << (8 * ctypes.sizeof(ctypes.c_void_p))) - 1
+
+    GetModuleFileNameW: FakeFunction
+    GetCurrentProcess: FakeFunction
+    GetSystemDirectoryW: FakeFunction
+    GetWindowsDirectoryW: FakeFunction
+    K32EnumProcessModules: FakeFunction  # absent with k32_enum=False, as before Windows 7
+
+    def __init__(
+        self,
+        modules: Sequence[str],
+        *,
+        windows_dir: str = "C:\\Windows",
+        system_dir: str = "C:\\Windows\\system32",
+        k32_enum: bool = True,
+        load_during_enum: Sequence[str] = (),
+        fail: Optional[Dict[str, int]] = None,
+    ) -> None:
+        self.modules: List[str] = list(modules)
+        self.windows_dir = windows_dir
+        self.system_dir = system_dir
+        self.pending = list(load_during_enum)
+        self.fail = dict(fail or {})
+        self.last_error = ERROR_SUCCESS
+        self._export("GetModuleFileNameW", self._get_module_file_name)
+        self._export("GetCurrentProcess", lambda: self.PSEUDO_PROCESS)
+        self._export("GetSystemDirectoryW", lambda buf, size: self._folder("GetSystemDirectoryW", self.system_dir, buf, size))
+        self._export("GetWindowsDirectoryW", lambda buf, size: self._folder("GetWindowsDirectoryW", self.windows_dir, buf, size))
+        if k32_enum:
+            self._export("K32EnumProcessModules", self.enum_process_modules)
+
+    @staticmethod
+    def handle_of(index: int) -> int:
+        return 0x7FF800000000 + 0x100000 * index
+
+    def _get_module_file_name(self, module: Any, buf: Any, size: int) -> int:
+        if "GetModuleFileNameW" in self.fail:
+            self.last_error = self.fail["GetModuleFileNameW"]
+            return 0
+        if module is None or module == 0:
+            path = self.modules[0]
+        else:
+            handles = {self.handle_of(i): p for i, p in enumerate(self.modules)}
+            if module not in handles:
+                self.last_error = ERROR_MOD_NOT_FOUND
+                return 0
+            path = handles[module]
+        if size == 0:
+            self.last_error = ERROR_INSUFFICIENT_BUFFER
+            return 0
+        if len(path) < size:
+            _write_wstr(buf, size, path)
+            self.last_error = ERROR_SUCCESS
+            return len(path)
+        # Vista+: truncate to size - 1 chars, null-terminate, return size, set the error.
+        _write_wstr(buf, size, path[: size - 1])
+        self.last_error = ERROR_INSUFFICIENT_BUFFER
+        return size
+
+    def _folder(self, name: str, value: str, buf: Any, size: int) -> int:
+        if name in self.fail:
+            self.last_error = self.fail[name]
+            return 0
+        if len(value) + 1 > size:
+            return len(value) + 1  # required size, including the terminating null
+        _write_wstr(buf, size, value)
+        return len(value)
+
+    def enum_process_modules(self, process: Any, handles: Any, cb: int, needed: Any) -> int:
+        if "EnumProcessModules" in self.fail:
+            self.last_error = self.fail["EnumProcessModules"]
+            return 0
+        if process != self.PSEUDO_PROCESS:
+            self.last_error = ERROR_INVALID_HANDLE
+            return 0
+        item = ctypes.sizeof(ctypes.c_void_p)
+        if ctypes.sizeof(handles) < cb:
+            raise AssertionError("cb larger than the handle array")
+        n = len(self.modules)
+        fits = min(n, cb // item)
+        for i in range(fits):
+            handles[i] = self.handle_of(i)
+        _deref(needed).value = n * item
+        if self.pending:  # a module loads before the caller's next call
+            self.modules.append(self.pending.pop(0))
+        return 1
+
+
+class FakePsapi(_FakeLib):
+    """psapi.dll exporting ``EnumProcessModules`` (forwarded to the kernel32 fake)."""
+
+    EnumProcessModules: FakeFunction
+
+    def __init__(self, kernel32: FakeKernel32) -> None:
+        self.kernel32 = kernel32
+        self._export("EnumProcessModules", kernel32.enum_process_modules)
+
+    def get_last_error(self) -> int:
+        return self.kernel32.last_error
+
+
+def fake_api(
+    kernel32: Optional[FakeKernel32] = None,
+    winreg: Optional[FakeWinreg] = None,
+    psapi: Optional[FakePsapi] = None,
+) -> WinApi:
+    """A :class:`WinApi` over fakes (defaults: a python.exe process and :func:`typical_registry`)."""
+    if kernel32 is None:
+        kernel32 = FakeKernel32(
+            [
+                "C:\\Python311\\python.exe",
+                "C:\\Windows\\SYSTEM32\\ntdll.dll",
+                "C:\\Windows\\System32\\KERNEL32.DLL",
+                "C:\\Python311\\python311.dll",
+                "C:\\Python311\\VCRUNTIME140.dll",
+            ]
+        )
+    if psapi is None:
+        psapi = FakePsapi(kernel32)
+    return WinApi(
+        kernel32=kernel32,
+        psapi=psapi,
+        winreg=winreg if winreg is not None else typical_registry(),
+        get_last_error=kernel32.get_last_error,
+    )

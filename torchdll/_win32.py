@@ -1,0 +1,456 @@
+"""The only module of torchdll that talks to Win32.
+
+Everything here is a thin, typed wrapper over one Win32 call (through :mod:`ctypes`) or one
+registry read (through :mod:`winreg`). The wrappers live on :class:`WinApi`, whose constructor
+takes the low-level objects (``kernel32``, ``psapi``, the ``winreg`` module and a last-error
+getter). By default the real ones are loaded on first use, so this module imports on any OS;
+tests on Linux pass the fakes of ``tests/support/fakewin.py`` and exercise the same code.
+
+Conventions:
+
+* Every foreign function gets ``argtypes`` and ``restype`` before its first call
+  (:meth:`WinApi._fn`), also on injected objects, so a fake can check the declaration.
+* Win32 failures raise :class:`WinApiError` (an :class:`OSError` that keeps ``winerror`` on
+  every OS), never a message parsed from localised text.
+* Registry reads return ``(value, type_name)`` or ``None`` when the key or value is absent.
+  Access denied (and any other registry failure) also gives ``None``, plus a line in
+  :attr:`WinApi.notes`: callers record those notes instead of failing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ntpath
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+__all__ = [
+    "ERROR_INSUFFICIENT_BUFFER",
+    "ERROR_MOD_NOT_FOUND",
+    "HKCU",
+    "HKLM",
+    "KNOWN_DLLS_KEY",
+    "LONG_PATHS_KEY",
+    "MAX_PATH",
+    "REG_TYPE_NAMES",
+    "SESSION_MANAGER_KEY",
+    "SYSTEM_ENVIRONMENT_KEY",
+    "UNICODE_STRING_MAX_CHARS",
+    "USER_ENVIRONMENT_KEY",
+    "RegData",
+    "RegRead",
+    "WinApi",
+    "WinApiError",
+]
+
+# --------------------------------------------------------------------------------------------
+# Constants, with their source
+# --------------------------------------------------------------------------------------------
+
+#: minwindef.h
+MAX_PATH = 260
+#: The longest path the Win32 API can return: UNICODE_STRING holds at most 32,767 WCHARs
+#: (documented under "Maximum Path Length Limitation"; GetModuleFileNameW remarks).
+UNICODE_STRING_MAX_CHARS = 32767
+#: winerror.h
+ERROR_SUCCESS = 0
+ERROR_ACCESS_DENIED = 5
+ERROR_INSUFFICIENT_BUFFER = 122
+ERROR_MOD_NOT_FOUND = 126
+
+#: winnt.h ``REG_*`` value types.
+REG_TYPE_NAMES: Dict[int, str] = {
+    0: "REG_NONE",
+    1: "REG_SZ",
+    2: "REG_EXPAND_SZ",
+    3: "REG_BINARY",
+    4: "REG_DWORD",
+    5: "REG_DWORD_BIG_ENDIAN",
+    6: "REG_LINK",
+    7: "REG_MULTI_SZ",
+    8: "REG_RESOURCE_LIST",
+    9: "REG_FULL_RESOURCE_DESCRIPTOR",
+    10: "REG_RESOURCE_REQUIREMENTS_LIST",
+    11: "REG_QWORD",
+}
+
+#: Hive short names accepted by :meth:`WinApi.read_value`, mapped to :mod:`winreg` attributes.
+HKCU = "HKCU"
+HKLM = "HKLM"
+_HIVES = {HKCU: "HKEY_CURRENT_USER", HKLM: "HKEY_LOCAL_MACHINE"}
+
+#: Where Windows keeps the persistent PATH halves (read by userenv.dll at log-on).
+USER_ENVIRONMENT_KEY = "Environment"
+SYSTEM_ENVIRONMENT_KEY = r"SYSTEM\CurrentControlSet\Control\Session Manager\Environment"
+#: SafeDllSearchMode (DWORD) lives here; absent means enabled (Dynamic-Link Library Search Order).
+SESSION_MANAGER_KEY = r"SYSTEM\CurrentControlSet\Control\Session Manager"
+#: The documented view of the \KnownDlls object directory.
+KNOWN_DLLS_KEY = SESSION_MANAGER_KEY + r"\KnownDLLs"
+#: LongPathsEnabled (DWORD); absent means disabled (Maximum Path Length Limitation).
+LONG_PATHS_KEY = r"SYSTEM\CurrentControlSet\Control\FileSystem"
+
+#: KnownDLLs values that name folders, not DLLs.
+_KNOWN_DLLS_NOT_DLLS = frozenset({"dlldirectory", "dlldirectory32"})
+
+#: Retries of the EnumProcessModules grow-and-retry loop (modules may load between calls).
+_ENUM_RETRIES = 8
+
+#: What a registry value can hold, as :mod:`winreg` returns it.
+RegData = Union[str, int, bytes, List[str], None]
+#: ``(value, type_name)`` of one registry value.
+RegRead = Tuple[RegData, str]
+
+
+class WinApiError(OSError):
+    """A Win32 call failed. ``winerror`` is kept on every OS (plain OSError drops it on POSIX)."""
+
+    def __init__(self, function: str, winerror: int) -> None:
+        super().__init__(f"{function} failed with Win32 error {winerror}")
+        self.function = function
+        self.winerror = winerror
+
+    def __reduce__(self) -> Tuple[type, Tuple[str, int]]:
+        return (type(self), (self.function, self.winerror))
+
+
+def _load_library(name: str) -> Any:
+    """``ctypes.WinDLL(name, use_last_error=True)`` (``WinDLL`` exists on Windows only)."""
+    win_dll = getattr(ctypes, "WinDLL", None)
+    if win_dll is None:
+        raise OSError(f"cannot load {name}.dll: ctypes.WinDLL is only available on Windows")
+    return win_dll(name, use_last_error=True)
+
+
+class WinApi:
+    """Typed access to the few Win32 facts torchdll needs.
+
+    ``kernel32`` and ``psapi`` are ctypes library objects (``ctypes.WinDLL`` with
+    ``use_last_error=True`` by default), ``winreg`` the registry module, ``get_last_error``
+    the function that returns the thread's saved last error (``ctypes.get_last_error``).
+    Each default is loaded on first use; any of them can be replaced by a fake.
+    """
+
+    def __init__(
+        self,
+        kernel32: Any = None,
+        psapi: Any = None,
+        winreg: Any = None,
+        get_last_error: Optional[Callable[[], int]] = None,
+    ) -> None:
+        self._kernel32 = kernel32
+        self._psapi = psapi
+        self._winreg = winreg
+        self._get_last_error = get_last_error
+        self._declared: Dict[Tuple[int, str], Any] = {}
+        #: Problems met while reading (access denied, unexpected types...), for the snapshot.
+        self.notes: List[str] = []
+
+    # ----------------------------------------------------------------------------------------
+    # Lazy low-level objects
+    # ----------------------------------------------------------------------------------------
+
+    @property
+    def kernel32(self) -> Any:
+        if self._kernel32 is None:
+            self._kernel32 = _load_library("kernel32")
+        return self._kernel32
+
+    @property
+    def psapi(self) -> Any:
+        if self._psapi is None:
+            self._psapi = _load_library("psapi")
+        return self._psapi
+
+    @property
+    def winreg(self) -> Any:
+        if self._winreg is None:
+            import winreg  # Windows only; imported on first use
+
+            self._winreg = winreg
+        return self._winreg
+
+    def last_error(self) -> int:
+        """The last error saved by the previous foreign call (0 if none can be read)."""
+        if self._get_last_error is None:
+            getter = getattr(ctypes, "get_last_error", None)
+            if getter is None:
+                return ERROR_SUCCESS
+            self._get_last_error = getter
+        assert self._get_last_error is not None
+        return int(self._get_last_error())
+
+    def take_notes(self) -> Tuple[str, ...]:
+        """Return the notes gathered so far and start a new list."""
+        notes, self.notes = tuple(self.notes), []
+        return notes
+
+    # ----------------------------------------------------------------------------------------
+    # Foreign-function declarations
+    # ----------------------------------------------------------------------------------------
+
+    def _fn(self, lib: Any, name: str) -> Any:
+        """``lib.name`` with argtypes and restype declared (once per library object)."""
+        key = (id(lib), name)
+        hit = self._declared.get(key)
+        if hit is not None:
+            return hit
+        from ctypes import wintypes  # lazily: only what the signatures need
+
+        signatures: Dict[str, Tuple[List[Any], Any]] = {
+            # libloaderapi.h
+            "GetModuleFileNameW": (
+                [wintypes.HMODULE, wintypes.LPWSTR, wintypes.DWORD],
+                wintypes.DWORD,
+            ),
+            # processthreadsapi.h
+            "GetCurrentProcess": ([], wintypes.HANDLE),
+            # psapi.h: K32EnumProcessModules (kernel32, Windows 7+) and EnumProcessModules
+            "K32EnumProcessModules": (
+                [
+                    wintypes.HANDLE,
+                    ctypes.POINTER(wintypes.HMODULE),
+                    wintypes.DWORD,
+                    ctypes.POINTER(wintypes.DWORD),
+                ],
+                wintypes.BOOL,
+            ),
+            "EnumProcessModules": (
+                [
+                    wintypes.HANDLE,
+                    ctypes.POINTER(wintypes.HMODULE),
+                    wintypes.DWORD,
+                    ctypes.POINTER(wintypes.DWORD),
+                ],
+                wintypes.BOOL,
+            ),
+            # sysinfoapi.h
+            "GetSystemDirectoryW": ([wintypes.LPWSTR, wintypes.UINT], wintypes.UINT),
+            "GetWindowsDirectoryW": ([wintypes.LPWSTR, wintypes.UINT], wintypes.UINT),
+        }
+        argtypes, restype = signatures[name]
+        fn = getattr(lib, name)
+        fn.argtypes = argtypes
+        fn.restype = restype
+        self._declared[key] = fn
+        return fn
+
+    def _fail(self, function: str) -> WinApiError:
+        return WinApiError(function, self.last_error())
+
+    # ----------------------------------------------------------------------------------------
+    # Process facts
+    # ----------------------------------------------------------------------------------------
+
+    def module_file_name(self, module: Optional[int] = None) -> str:
+        """``GetModuleFileNameW``: the full path of a loaded module (``None``: the process image).
+
+        The buffer starts at ``MAX_PATH`` and doubles while the result is truncated (the call
+        then returns the buffer size and sets ``ERROR_INSUFFICIENT_BUFFER``), up to the
+        32,767-character limit of a Win32 path.
+        """
+        fn = self._fn(self.kernel32, "GetModuleFileNameW")
+        size = MAX_PATH
+        while True:
+            buf = ctypes.create_unicode_buffer(size)
+            n = int(fn(module, buf, size))
+            if n == 0:
+                raise self._fail("GetModuleFileNameW")
+            if n < size:
+                return ctypes.wstring_at(buf, n)
+            # Truncated (n == size). Windows XP did not set the error; treat n == size as such.
+            if size > UNICODE_STRING_MAX_CHARS:
+                raise WinApiError("GetModuleFileNameW", ERROR_INSUFFICIENT_BUFFER)
+            size = min(size * 2, UNICODE_STRING_MAX_CHARS + 1)
+
+    def process_image(self) -> str:
+        """The full path of the process image (``GetModuleFileNameW(NULL)``).
+
+        In a CPython venv on Windows this is the *base* interpreter: the venv's ``python.exe``
+        is a launcher that starts it (bpo-34977), so its folder is the loader's application
+        directory, not the venv's ``Scripts``.
+        """
+        return self.module_file_name(None)
+
+    def app_dir(self) -> str:
+        """The loader's application directory: the folder of :meth:`process_image`."""
+        return ntpath.dirname(self.process_image())
+
+    def module_handles(self) -> List[int]:
+        """``K32EnumProcessModules`` (or psapi ``EnumProcessModules``): handles in load order.
+
+        The handle array grows and the call is retried while the needed size exceeds it
+        (modules can be loaded between two calls, so the size is re-read each time).
+        """
+        from ctypes import wintypes
+
+        try:
+            enum = self._fn(self.kernel32, "K32EnumProcessModules")
+            enum_name = "K32EnumProcessModules"
+        except AttributeError:  # before Windows 7 the function is only exported by psapi.dll
+            enum = self._fn(self.psapi, "EnumProcessModules")
+            enum_name = "EnumProcessModules"
+        process = self._fn(self.kernel32, "GetCurrentProcess")()
+        item = ctypes.sizeof(wintypes.HMODULE)
+        count = 256
+        for _ in range(_ENUM_RETRIES):
+            handles = (wintypes.HMODULE * count)()
+            needed = wintypes.DWORD(0)
+            if not enum(process, handles, ctypes.sizeof(handles), ctypes.byref(needed)):
+                raise self._fail(enum_name)
+            got = int(needed.value) // item
+            if got <= count:
+                return [int(h) for h in handles[:got] if h]
+            count = got + 16  # room for modules loaded meanwhile
+        raise WinApiError(enum_name, ERROR_INSUFFICIENT_BUFFER)
+
+    def loaded_modules(self) -> List[str]:
+        """Full paths of the modules of this process, in load order (the image first).
+
+        A module unloaded between the enumeration and the name query is skipped.
+        """
+        out: List[str] = []
+        for handle in self.module_handles():
+            try:
+                out.append(self.module_file_name(handle))
+            except WinApiError as exc:
+                self.notes.append(f"GetModuleFileNameW(0x{handle:x}) failed: Win32 error {exc.winerror}")
+        return out
+
+    def _system_folder(self, name: str) -> str:
+        # GetSystemDirectoryW/GetWindowsDirectoryW return the length without the terminating
+        # null on success, the size needed *with* it when the buffer is too small, 0 on failure.
+        fn = self._fn(self.kernel32, name)
+        size = MAX_PATH
+        for _ in range(4):
+            buf = ctypes.create_unicode_buffer(size)
+            n = int(fn(buf, size))
+            if n == 0:
+                raise self._fail(name)
+            if n < size:
+                return ctypes.wstring_at(buf, n)
+            size = n
+        raise WinApiError(name, ERROR_INSUFFICIENT_BUFFER)
+
+    def system_directory(self) -> str:
+        """``GetSystemDirectoryW`` (``C:\\Windows\\System32``, also in a WOW64 process)."""
+        return self._system_folder("GetSystemDirectoryW")
+
+    def windows_directory(self) -> str:
+        """``GetWindowsDirectoryW`` (``C:\\Windows``)."""
+        return self._system_folder("GetWindowsDirectoryW")
+
+    # ----------------------------------------------------------------------------------------
+    # Registry
+    # ----------------------------------------------------------------------------------------
+
+    def _hive(self, hive: str) -> Any:
+        try:
+            return getattr(self.winreg, _HIVES[hive])
+        except KeyError:
+            raise ValueError(f"unknown hive {hive!r} (use 'HKCU' or 'HKLM')") from None
+
+    def _note_failure(self, where: str, exc: OSError) -> None:
+        if isinstance(exc, PermissionError):
+            self.notes.append(f"access denied reading {where}")
+        else:
+            code = getattr(exc, "winerror", None) or exc.errno
+            self.notes.append(f"could not read {where} (error {code})")
+
+    def read_value(self, hive: str, subkey: str, name: str) -> Optional[RegRead]:
+        """One registry value as ``(value, type_name)``; ``None`` if absent or unreadable.
+
+        ``REG_EXPAND_SZ`` strings are returned as stored, unexpanded. Access denied and other
+        failures add a note (see :attr:`notes`).
+        """
+        wr = self.winreg
+        where = f"{hive}\\{subkey}\\{name}"
+        try:
+            with wr.OpenKey(self._hive(hive), subkey, 0, wr.KEY_READ) as key:
+                value, kind = wr.QueryValueEx(key, name)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self._note_failure(where, exc)
+            return None
+        return value, REG_TYPE_NAMES.get(int(kind), f"REG_TYPE_{int(kind)}")
+
+    def read_values(self, hive: str, subkey: str) -> Optional[Dict[str, RegRead]]:
+        """Every value of a key: ``{name: (value, type_name)}``; ``None`` if absent/unreadable."""
+        wr = self.winreg
+        where = f"{hive}\\{subkey}"
+        out: Dict[str, RegRead] = {}
+        try:
+            with wr.OpenKey(self._hive(hive), subkey, 0, wr.KEY_READ) as key:
+                _, n_values, _ = wr.QueryInfoKey(key)
+                for index in range(int(n_values)):
+                    name, value, kind = wr.EnumValue(key, index)
+                    out[name] = (value, REG_TYPE_NAMES.get(int(kind), f"REG_TYPE_{int(kind)}"))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self._note_failure(where, exc)
+            return None
+        return out
+
+    def _read_string(self, hive: str, subkey: str, name: str) -> Optional[Tuple[str, str]]:
+        hit = self.read_value(hive, subkey, name)
+        if hit is None:
+            return None
+        value, kind = hit
+        if kind not in ("REG_SZ", "REG_EXPAND_SZ") or not isinstance(value, str):
+            self.notes.append(f"{hive}\\{subkey}\\{name} has unexpected type {kind}; ignored")
+            return None
+        return value, kind
+
+    def _read_dword(self, hive: str, subkey: str, name: str) -> Optional[int]:
+        hit = self.read_value(hive, subkey, name)
+        if hit is None:
+            return None
+        value, kind = hit
+        if kind not in ("REG_DWORD", "REG_QWORD") or not isinstance(value, int):
+            self.notes.append(f"{hive}\\{subkey}\\{name} has unexpected type {kind}; ignored")
+            return None
+        return value
+
+    def user_path(self) -> Optional[Tuple[str, str]]:
+        """``HKCU\\Environment\\Path`` as ``(value, "REG_SZ" | "REG_EXPAND_SZ")`` or ``None``."""
+        return self._read_string(HKCU, USER_ENVIRONMENT_KEY, "Path")
+
+    def system_path(self) -> Optional[Tuple[str, str]]:
+        """The machine ``Path`` (Session Manager\\Environment), as :meth:`user_path`."""
+        return self._read_string(HKLM, SYSTEM_ENVIRONMENT_KEY, "Path")
+
+    def known_dlls(self) -> Dict[str, str]:
+        """The KnownDLLs registry list: lower-case file name -> file name as registered.
+
+        Keys are the *file* names (``kernel32.dll``), which is what a load is matched on; the
+        registry value names (``kernel32``, ``_wow64cpu``) are arbitrary. The ``DllDirectory``
+        and ``DllDirectory32`` values name folders and are skipped. Empty if the key is absent
+        or unreadable (a note says which). Note: the live ``\\KnownDlls`` object directory also
+        holds the dependencies of these DLLs; the registry is the documented subset.
+        """
+        noted = len(self.notes)
+        values = self.read_values(HKLM, KNOWN_DLLS_KEY)
+        out: Dict[str, str] = {}
+        if values is None:
+            if len(self.notes) == noted:
+                self.notes.append(f"{HKLM}\\{KNOWN_DLLS_KEY} is absent")
+            return out
+        for name, (value, kind) in values.items():
+            if name.lower() in _KNOWN_DLLS_NOT_DLLS:
+                continue
+            if not isinstance(value, str) or kind not in ("REG_SZ", "REG_EXPAND_SZ"):
+                continue
+            file_name = value.strip()
+            if file_name:
+                out.setdefault(file_name.lower(), file_name)
+        return out
+
+    def safe_dll_search_mode(self) -> bool:
+        """``SafeDllSearchMode``: absent or unreadable means enabled (the default); 0 disables."""
+        value = self._read_dword(HKLM, SESSION_MANAGER_KEY, "SafeDllSearchMode")
+        return True if value is None else value != 0
+
+    def long_paths_enabled(self) -> bool:
+        """``LongPathsEnabled`` (FileSystem key): absent or unreadable means disabled."""
+        value = self._read_dword(HKLM, LONG_PATHS_KEY, "LongPathsEnabled")
+        return False if value is None else value != 0
