@@ -337,10 +337,19 @@ class Snapshot:
             safe_dll_search_mode=self.safe_dll_search_mode,
             user_dirs=tuple(user_dirs),
             loaded=loaded_map,
-            known_dlls=dict(self.known_dlls),
+            known_dlls=self._known_dlls(),
             machine=machine if machine is not None else _machine_of(self.machine),
         )
 
+
+    def _known_dlls(self) -> Dict[str, str]:
+        """The snapshot's KnownDLLs; for a Windows snapshot whose registry key could not be
+        read, the usual Windows 10/11 list (``data/known_dlls.json``) rather than none."""
+        if self.known_dlls or self.platform != "win32":
+            return dict(self.known_dlls)
+        from . import _data
+
+        return _data.default_known_dlls()
 
 _DEFAULT_CONTEXT = LoadContext(app_dir="")
 

@@ -716,3 +716,9 @@ def test_load_offline_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(SnapshotError):
         load_offline(tmp_path / "bad.json", tmp_path / "ok")
+
+
+def test_windows_snapshot_without_known_dlls_falls_back_to_default_table() -> None:
+    ctx = windows_snapshot(known_dlls={}).load_context()
+    assert ctx.known_dlls["kernel32.dll"] == "kernel32.dll"
+    assert windows_snapshot(known_dlls={"foo.dll": "foo.dll"}).load_context().known_dlls == {"foo.dll": "foo.dll"}
