@@ -39,6 +39,7 @@ __all__ = [
     "CallResult",
     "Edge",
     "LoadCall",
+    "LoadSimulator",
     "MissingSymbol",
     "Simulation",
     "dependency_closure",
@@ -157,12 +158,19 @@ def _base(path: str) -> str:
     return path.rsplit("\\", 1)[-1].lower()
 
 
-class _Simulator:
-    def __init__(self, ctx: LoadContext, view: FileView, apisets: ApiSetSchema,
-                 follow_delay: bool) -> None:
+class LoadSimulator:
+    """A process whose loads are replayed one call at a time.
+
+    :func:`simulate` uses it for a fixed context; a caller that replays a program which changes
+    its own state between loads (torch's loader patches PATH and retries after a 126) sets
+    :attr:`context` between calls. The loaded-module list carries over from call to call.
+    """
+
+    def __init__(self, ctx: LoadContext, view: FileView, apisets: Optional[ApiSetSchema] = None,
+                 follow_delay: bool = True) -> None:
         self.ctx = ctx
         self.view = view
-        self.apisets = apisets
+        self.apisets = apisets if apisets is not None else default_schema()
         self.follow_delay = follow_delay
         self.loaded: Dict[str, str] = dict(ctx.loaded)
         self.loaded_paths: Set[str] = {p.lower() for p in self.loaded.values()}
@@ -228,8 +236,25 @@ class _Simulator:
                 missing.append(miss)
         return tuple(missing)
 
+    @property
+    def context(self) -> LoadContext:
+        """The process state used for the next call (its ``loaded`` field is ignored: the
+        simulator keeps its own loaded-module list, see :attr:`loaded`)."""
+        return self.ctx
+
+    @context.setter
+    def context(self, ctx: LoadContext) -> None:
+        self.ctx = ctx
+
+    def simulation(self, results: Sequence[CallResult]) -> Simulation:
+        """Bundle ``results`` (returned by :meth:`run`) with the graph facts gathered so far."""
+        edges = tuple(e for r in results for e in r.edges)
+        return Simulation(tuple(results), edges, dict(self.modules), dict(self.invalid),
+                          dict(self.loaded))
+
     # -- one call ------------------------------------------------------------------------
     def run(self, call: LoadCall) -> CallResult:
+        """Replay one load call and predict its outcome."""
         self.edges: List[Edge] = []
         top = resolve(call.target, self.ctx, self.view, flags=call.flags,
                       loaded=self.loaded, apisets=self.apisets)
@@ -321,10 +346,8 @@ def simulate(
     follow_delay: bool = True,
 ) -> Simulation:
     """Replay ``calls`` in order and predict each outcome (see the module docstring)."""
-    sim = _Simulator(ctx, view, apisets if apisets is not None else default_schema(), follow_delay)
-    results = tuple(sim.run(c) for c in calls)
-    edges = tuple(e for r in results for e in r.edges)
-    return Simulation(results, edges, dict(sim.modules), dict(sim.invalid), dict(sim.loaded))
+    sim = LoadSimulator(ctx, view, apisets, follow_delay)
+    return sim.simulation([sim.run(c) for c in calls])
 
 
 def dependency_closure(

@@ -187,3 +187,23 @@ def test_each_module_is_parsed_once() -> None:
     sim = dependency_closure([f"{LIB}\\m{i}.dll" for i in range(51)], ctx(), view)
     assert sim.ok
     assert view.facts_calls == 51
+
+
+def test_simulator_replays_torch_style_fallback_with_patched_path() -> None:
+    # torch: LoadLibraryExW(dll, 0x1100) fails with 126 -> PATH = dll_paths + PATH -> LoadLibraryW(dll)
+    from dataclasses import replace
+
+    from torchdll.closure import LoadSimulator
+
+    view = MemoryView(system() + [dll(f"{LIB}\\a.dll", imports={"dep.dll": ["f"]}),
+                                  dll("C:\\onpath\\dep.dll", exports=["f"])])
+    sim = LoadSimulator(ctx(), view)
+    first = sim.run(LoadCall(f"{LIB}\\a.dll", 0x1100))
+    assert first.error == 126
+    sim.context = replace(sim.context, path=(LIB, "C:\\onpath"))
+    second = sim.run(LoadCall(f"{LIB}\\a.dll", 0))
+    assert second.ok
+    edge = next(e for e in second.edges if e.name == "dep.dll")
+    assert edge.resolution.rule is Rule.PATH
+    whole = sim.simulation([first, second])
+    assert [r.error for r in whole.results] == [126, None] and whole.loaded["dep.dll"] == "C:\\onpath\\dep.dll"
