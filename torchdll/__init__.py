@@ -39,6 +39,23 @@ _LAZY = {
     "Snapshot": "torchdll.snapshot",
     "collect_snapshot": "torchdll.snapshot",
     "load_offline": "torchdll.snapshot",
+    # PATH: the current process and the persistent Windows Path
+    "sanitize_path": "torchdll.sanitize",
+    "PathPolicy": "torchdll.sanitize",
+    "SanitizeResult": "torchdll.sanitize",
+    "analyze_path": "torchdll.pathenv",
+    "EntryKind": "torchdll.pathenv",
+    "plan_path_repair": "torchdll.registry",
+    "apply_path_repair": "torchdll.registry",
+    "undo_path_repair": "torchdll.registry",
+    "PathRepairPlan": "torchdll.registry",
+    "PathRepairOutcome": "torchdll.registry",
+    "PathRepairError": "torchdll.errors",
+    "PathAccessDeniedError": "torchdll.errors",
+    "PathBackupError": "torchdll.errors",
+    "PathChangedError": "torchdll.errors",
+    "PathVerifyError": "torchdll.errors",
+    "PathValueError": "torchdll.errors",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
@@ -54,6 +71,23 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .resolver import resolve  # noqa: F401
     from .snapshot import Snapshot, load_offline  # noqa: F401
     from .snapshot import collect as collect_snapshot  # noqa: F401
+    from .errors import (  # noqa: F401
+        PathAccessDeniedError,
+        PathBackupError,
+        PathChangedError,
+        PathRepairError,
+        PathValueError,
+        PathVerifyError,
+    )
+    from .pathenv import EntryKind, analyze_path  # noqa: F401
+    from .registry import (  # noqa: F401
+        PathRepairOutcome,
+        PathRepairPlan,
+        apply_path_repair,
+        plan_path_repair,
+        undo_path_repair,
+    )
+    from .sanitize import PathPolicy, SanitizeResult, sanitize_path  # noqa: F401
 
 
 def __getattr__(name: str) -> "Any":

@@ -24,6 +24,8 @@ import ntpath
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 __all__ = [
+    "ENVIRONMENT_VARIABLE_MAX_CHARS",
+    "ERROR_ACCESS_DENIED",
     "ERROR_INSUFFICIENT_BUFFER",
     "ERROR_MOD_NOT_FOUND",
     "HKCU",
@@ -99,6 +101,26 @@ RegData = Union[str, int, bytes, List[str], None]
 #: ``(value, type_name)`` of one registry value.
 RegRead = Tuple[RegData, str]
 
+# -- registry writes and the environment broadcast (persistent Path repair) --------------------
+
+#: winnt.h registry access rights.
+KEY_QUERY_VALUE = 0x0001
+KEY_SET_VALUE = 0x0002
+#: winuser.h: ``SendMessageTimeoutW(HWND_BROADCAST, WM_SETTINGCHANGE, 0, "Environment",
+#: SMTO_ABORTIFHUNG, ...)`` is how Explorer and other top-level windows learn that the
+#: persistent environment changed ("Environment Variables" docs, Win32 System Information).
+HWND_BROADCAST = 0xFFFF
+WM_SETTINGCHANGE = 0x001A
+SMTO_ABORTIFHUNG = 0x0002
+#: How long the broadcast may wait for each hung window, in milliseconds.
+BROADCAST_TIMEOUT_MS = 5000
+#: "The maximum size of a user-defined environment variable is 32,767 characters"
+#: (``SetEnvironmentVariableW`` / "Environment Variables" docs): a longer Path cannot reach a
+#: process whole, even though the registry value itself may be longer.
+ENVIRONMENT_VARIABLE_MAX_CHARS = 32767
+#: The value types a Path may be written with (winnt.h).
+_STRING_TYPES = {"REG_SZ": 1, "REG_EXPAND_SZ": 2}
+
 
 class WinApiError(OSError):
     """A Win32 call failed. ``winerror`` is kept on every OS (plain OSError drops it on POSIX)."""
@@ -135,11 +157,16 @@ class WinApi:
         psapi: Any = None,
         winreg: Any = None,
         get_last_error: Optional[Callable[[], int]] = None,
+        *,
+        user32: Any = None,
+        shell32: Any = None,
     ) -> None:
         self._kernel32 = kernel32
         self._psapi = psapi
         self._winreg = winreg
         self._get_last_error = get_last_error
+        self._user32 = user32
+        self._shell32 = shell32
         self._declared: Dict[Tuple[int, str], Any] = {}
         #: Problems met while reading (access denied, unexpected types...), for the snapshot.
         self.notes: List[str] = []
@@ -225,6 +252,22 @@ class WinApi:
             # sysinfoapi.h
             "GetSystemDirectoryW": ([wintypes.LPWSTR, wintypes.UINT], wintypes.UINT),
             "GetWindowsDirectoryW": ([wintypes.LPWSTR, wintypes.UINT], wintypes.UINT),
+            # winuser.h: LRESULT SendMessageTimeoutW(HWND, UINT, WPARAM, LPARAM, UINT, UINT,
+            # PDWORD_PTR); lParam carries a string pointer here, hence LPCWSTR.
+            "SendMessageTimeoutW": (
+                [
+                    wintypes.HWND,
+                    wintypes.UINT,
+                    wintypes.WPARAM,
+                    wintypes.LPCWSTR,
+                    wintypes.UINT,
+                    wintypes.UINT,
+                    ctypes.POINTER(ctypes.c_size_t),
+                ],
+                wintypes.LPARAM,
+            ),
+            # shlobj_core.h: BOOL IsUserAnAdmin(void) -- TRUE only for an elevated token.
+            "IsUserAnAdmin": ([], wintypes.BOOL),
         }
         argtypes, restype = signatures[name]
         fn = getattr(lib, name)
@@ -454,3 +497,103 @@ class WinApi:
         """``LongPathsEnabled`` (FileSystem key): absent or unreadable means disabled."""
         value = self._read_dword(HKLM, LONG_PATHS_KEY, "LongPathsEnabled")
         return False if value is None else value != 0
+
+    # ----------------------------------------------------------------------------------------
+    # Registry writes, elevation, the environment broadcast (persistent Path repair)
+    # ----------------------------------------------------------------------------------------
+
+    @property
+    def user32(self) -> Any:
+        if self._user32 is None:
+            self._user32 = _load_library("user32")
+        return self._user32
+
+    @property
+    def shell32(self) -> Any:
+        if self._shell32 is None:
+            self._shell32 = _load_library("shell32")
+        return self._shell32
+
+    @staticmethod
+    def _winerror_of(exc: OSError) -> int:
+        return int(getattr(exc, "winerror", None) or exc.errno or 0)
+
+    def query_value(self, hive: str, subkey: str, name: str) -> Optional[RegRead]:
+        """One registry value as ``(value, type_name)``; ``None`` only when key or value is absent.
+
+        Unlike :meth:`read_value`, any other failure (access denied...) raises
+        :class:`WinApiError` (``RegQueryValueExW``) instead of becoming a note: a repair must
+        tell an absent value from an unreadable one.
+        """
+        wr = self.winreg
+        try:
+            with wr.OpenKey(self._hive(hive), subkey, 0, wr.KEY_READ) as key:
+                value, kind = wr.QueryValueEx(key, name)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise WinApiError("RegQueryValueExW", self._winerror_of(exc)) from exc
+        return value, REG_TYPE_NAMES.get(int(kind), f"REG_TYPE_{int(kind)}")
+
+    def set_string_value(self, hive: str, subkey: str, name: str, value: str, type_name: str) -> None:
+        """``RegSetValueExW`` of a string with exactly the type given (``REG_SZ``/``REG_EXPAND_SZ``).
+
+        The key is opened with ``RegCreateKeyExW`` (``KEY_SET_VALUE | KEY_QUERY_VALUE``; an
+        absent key is created). A type other than the two string types, or a value holding a NUL
+        character, raises :class:`ValueError` before anything is opened; a Win32 failure raises
+        :class:`WinApiError` (``winerror`` 5 when access is denied).
+        """
+        if type_name not in _STRING_TYPES:
+            raise ValueError(f"refusing to write a Path as {type_name!r} (REG_SZ or REG_EXPAND_SZ only)")
+        if "\x00" in value:
+            raise ValueError("refusing to write a string holding a NUL character")
+        wr = self.winreg
+        kind = int(getattr(wr, type_name, _STRING_TYPES[type_name]))
+        try:
+            key = wr.CreateKeyEx(self._hive(hive), subkey, 0, KEY_SET_VALUE | KEY_QUERY_VALUE)
+        except OSError as exc:
+            raise WinApiError("RegCreateKeyExW", self._winerror_of(exc)) from exc
+        with key:
+            try:
+                wr.SetValueEx(key, name, 0, kind, value)
+            except OSError as exc:
+                raise WinApiError("RegSetValueExW", self._winerror_of(exc)) from exc
+
+    def delete_value(self, hive: str, subkey: str, name: str) -> bool:
+        """``RegDeleteValueW``; ``False`` when the key or value was already absent."""
+        wr = self.winreg
+        try:
+            key = wr.OpenKey(self._hive(hive), subkey, 0, KEY_SET_VALUE | KEY_QUERY_VALUE)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise WinApiError("RegOpenKeyExW", self._winerror_of(exc)) from exc
+        with key:
+            try:
+                wr.DeleteValue(key, name)
+            except FileNotFoundError:
+                return False
+            except OSError as exc:
+                raise WinApiError("RegDeleteValueW", self._winerror_of(exc)) from exc
+        return True
+
+    def is_admin(self) -> bool:
+        """``IsUserAnAdmin``: the process runs with an elevated administrator token.
+
+        Under UAC an administrator's normal (filtered) token gives ``False``: writing the system
+        Path needs an elevated prompt.
+        """
+        return bool(self._fn(self.shell32, "IsUserAnAdmin")())
+
+    def broadcast_environment_change(self, timeout_ms: int = BROADCAST_TIMEOUT_MS) -> bool:
+        """Tell top-level windows (Explorer first) that the persistent environment changed.
+
+        ``SendMessageTimeoutW(HWND_BROADCAST, WM_SETTINGCHANGE, 0, "Environment",
+        SMTO_ABORTIFHUNG, timeout_ms, &result)``. Returns ``False`` when the call failed or timed
+        out (programs then see the new Path after the next sign-in); never raises for that.
+        """
+        fn = self._fn(self.user32, "SendMessageTimeoutW")
+        result = ctypes.c_size_t(0)
+        sent = fn(HWND_BROADCAST, WM_SETTINGCHANGE, 0, "Environment", SMTO_ABORTIFHUNG,
+                  int(timeout_ms), ctypes.byref(result))
+        return bool(sent)

@@ -279,6 +279,10 @@ def _parser() -> argparse.ArgumentParser:
 
     snap = sub.add_parser("snapshot", help="capture this machine's loader facts as JSON")
     snap.add_argument("--output", "-o", metavar="FILE")
+
+    from . import _cli_path
+
+    _cli_path.configure_parser(sub)
     return parser
 
 
@@ -289,8 +293,10 @@ def main(argv: Optional[Sequence[str]] = None, out: Optional[TextIO] = None) -> 
     stream = out or sys.stdout
     parser = _parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
+    from . import _cli_path
+
     handlers = {"demo": _cmd_demo, "resolve": _cmd_resolve, "closure": _cmd_closure,
-                "pe": _cmd_pe, "snapshot": _cmd_snapshot}
+                "pe": _cmd_pe, "snapshot": _cmd_snapshot, "fix-path": _cli_path.execute}
     if args.command is None:
         args = parser.parse_args(["demo"])
     if getattr(args, "flags", 0) is None:

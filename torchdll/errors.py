@@ -12,6 +12,12 @@ from typing import Union
 
 __all__ = [
     "InvalidImageError",
+    "PathAccessDeniedError",
+    "PathBackupError",
+    "PathChangedError",
+    "PathRepairError",
+    "PathValueError",
+    "PathVerifyError",
     "SnapshotError",
     "TorchDLLWarning",
 ]
@@ -53,3 +59,75 @@ class TorchDLLWarning(UserWarning):
 
 def __dir__() -> list[str]:
     return __all__
+
+
+# --------------------------------------------------------------------------------------------
+# PATH sanitizing and persistent Path repair (torchdll.sanitize, torchdll.registry)
+# --------------------------------------------------------------------------------------------
+
+
+class PathValueError(ValueError):
+    """A PATH value cannot be written as it is: it holds a NUL character, it is longer than the
+    32,767 characters of an environment variable, or it has a registry type other than
+    ``REG_SZ``/``REG_EXPAND_SZ``. ``what`` names the value, ``reason`` says what is wrong."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        self.what = what
+        self.reason = reason
+        super().__init__(f"{what}: {reason}")
+
+    def __reduce__(self) -> tuple[type[PathValueError], tuple[str, str]]:
+        return (type(self), (self.what, self.reason))
+
+
+class PathRepairError(OSError):
+    """Repairing the persistent Windows ``Path`` failed, and the value was not lost.
+
+    ``scope``: ``"user"`` or ``"system"``. ``backup``: the backup file written before anything
+    changed (``None`` when nothing was changed, so none was needed). ``winerror``: the Win32
+    error of the failing registry call, if any. ``restored``: ``True`` when a change was undone
+    and the registry holds the original value again, ``False`` when restoring failed too (then
+    ``backup`` holds it: ``torchdll fix-path --undo BACKUP``), ``None`` when nothing was written.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        scope: str | None = None,
+        backup: str | None = None,
+        winerror: int | None = None,
+        restored: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.scope = scope
+        self.backup = backup
+        self.winerror = winerror
+        self.restored = restored
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[type[PathRepairError], tuple[str], dict[str, object]]:
+        state: dict[str, object] = {"scope": self.scope, "backup": self.backup,
+                                    "winerror": self.winerror,
+                                    "restored": self.restored}
+        return (type(self), (self.message,), state)
+
+
+class PathAccessDeniedError(PathRepairError):
+    """The Path cannot be written with the rights this process has (the system Path needs an
+    elevated prompt). Nothing was changed."""
+
+
+class PathBackupError(PathRepairError):
+    """A backup could not be written (so nothing was changed) or read (so nothing was restored)."""
+
+
+class PathChangedError(PathRepairError):
+    """The Path in the registry changed after the plan was made; nothing was written. Plan again."""
+
+
+class PathVerifyError(PathRepairError):
+    """The value read back after writing was not the value written; see ``restored``."""

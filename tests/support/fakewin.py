@@ -12,6 +12,12 @@
   declared ``argtypes`` with ``from_param``, as a real foreign function would.
 * :func:`fake_api` wires them into a :class:`torchdll._win32.WinApi`; :func:`typical_registry`
   gives a registry like a fresh Windows 11 machine.
+* Writes (persistent Path repair): ``CreateKey``/``CreateKeyEx``, ``SetValueEx``, ``DeleteValue``
+  on handles opened with write access; ``HKEY_LOCAL_MACHINE`` refuses write access unless
+  :attr:`FakeWinreg.admin`; :class:`RegistryFaults` injects a write that fails midway, a write
+  that stores something else (so the read-back differs), failing deletes and key creation.
+  :class:`FakeUser32` (``SendMessageTimeoutW``) and :class:`FakeShell32` (``IsUserAnAdmin``)
+  complete :func:`fake_repair_api`.
 """
 
 from __future__ import annotations
@@ -28,8 +34,13 @@ __all__ = [
     "FakeHKEY",
     "FakeKernel32",
     "FakePsapi",
+    "FakeShell32",
+    "FakeUser32",
     "FakeWinreg",
+    "FakeWriteHKEY",
+    "RegistryFaults",
     "fake_api",
+    "fake_repair_api",
     "typical_registry",
 ]
 
@@ -41,6 +52,8 @@ ERROR_INVALID_HANDLE = 6
 ERROR_INSUFFICIENT_BUFFER = 122
 ERROR_MOD_NOT_FOUND = 126
 ERROR_NO_MORE_ITEMS = 259
+ERROR_NO_SYSTEM_RESOURCES = 1450
+ERROR_TIMEOUT = 1460
 
 _UNSET: Any = object()
 
@@ -98,6 +111,43 @@ class FakeHKEY:
 
     def __exit__(self, *exc: object) -> None:
         self.Close()
+
+
+#: winnt.h access bits that allow changing a key (KEY_SET_VALUE, KEY_CREATE_SUB_KEY, DELETE,
+#: WRITE_DAC, WRITE_OWNER).
+_WRITE_BITS = 0x0002 | 0x0004 | 0x00010000 | 0x00040000 | 0x00080000
+
+
+class FakeWriteHKEY(FakeHKEY):
+    """An open key with write access (what ``CreateKeyEx`` or ``OpenKey(..., KEY_SET_VALUE)`` give)."""
+
+    def __init__(self, key: _Key, access: int) -> None:
+        super().__init__(key)
+        self.access = access
+
+
+def _halve(value: Any, kind: int) -> Tuple[Any, int]:
+    return value[: len(value) // 2], kind
+
+
+@dataclass
+class RegistryFaults:
+    """Faults injected into the fake's writes; each counter goes down as its fault fires.
+
+    ``fail_writes``: ``SetValueEx`` calls that raise ``OSError(winerror=write_error)``; with
+    ``partial`` they first store the first half of the value (a write that fails midway).
+    ``alter_writes``: ``SetValueEx`` calls that succeed but store ``alter(value, type)`` instead
+    (another writer, a truncating tool...): the read-back differs. ``fail_deletes``:
+    ``DeleteValue`` calls that raise. ``fail_creates``: ``CreateKeyEx`` calls that raise.
+    """
+
+    fail_writes: int = 0
+    partial: bool = False
+    write_error: int = ERROR_NO_SYSTEM_RESOURCES
+    alter_writes: int = 0
+    alter: Callable[[Any, int], Tuple[Any, int]] = _halve
+    fail_deletes: int = 0
+    fail_creates: int = 0
 
 
 class FakeWinreg:
@@ -199,7 +249,7 @@ class FakeWinreg:
             if cur.denied:
                 raise _winerror(PermissionError, ERROR_ACCESS_DENIED, "Access is denied")
         self.opened.append(sub_key or "")
-        return FakeHKEY(cur)
+        return self._handle(cur, access)
 
     OpenKeyEx = OpenKey
 
@@ -229,6 +279,111 @@ class FakeWinreg:
     def QueryInfoKey(self, key: Any) -> Tuple[int, int, int]:
         k = self._resolve(key)
         return len(k.subkeys), len(k.values), 0
+
+    # -- writes ------------------------------------------------------------------------------
+
+    KEY_SET_VALUE = 0x0002
+    KEY_CREATE_SUB_KEY = 0x0004
+    KEY_WRITE = 0x20006
+    KEY_ALL_ACCESS = 0xF003F
+
+    #: The process token is elevated: HKEY_LOCAL_MACHINE may be opened for writing.
+    admin = False
+
+    @property
+    def faults(self) -> RegistryFaults:
+        """The faults to inject (created on first use)."""
+        found = self.__dict__.get("_faults")
+        if found is None:
+            found = self.__dict__["_faults"] = RegistryFaults()
+        return found  # type: ignore[no-any-return]
+
+    @property
+    def writes(self) -> List[Tuple[str, str, Any, int]]:
+        """Every ``SetValueEx`` that reached the store: ``(key name, value name, value, type)``."""
+        return self.__dict__.setdefault("_writes", [])  # type: ignore[no-any-return]
+
+    def remove_key(self, hive: int, subkey: str) -> None:
+        """Delete a key and everything below it (set-up: "the key is missing")."""
+        parts = [p for p in subkey.split("\\") if p]
+        parent = self._walk(hive, "\\".join(parts[:-1]), False)
+        if parent is not None and parts:
+            parent.subkeys.pop(parts[-1].lower(), None)
+
+    def value_of(self, hive: int, subkey: str, name: str) -> Optional[Tuple[Any, int]]:
+        """``(value, type)`` as stored, or ``None`` (inspection: bypasses faults and denials)."""
+        key = self._walk(hive, subkey, False)
+        hit = None if key is None else key.values.get(name.lower())
+        return None if hit is None else (hit[1], hit[2])
+
+    def _in_machine_hive(self, key: _Key) -> bool:
+        stack = [self._hives[self.HKEY_LOCAL_MACHINE]]
+        while stack:
+            cur = stack.pop()
+            if cur is key:
+                return True
+            stack.extend(cur.subkeys.values())
+        return False
+
+    def _handle(self, key: _Key, access: int) -> FakeHKEY:
+        if not access & _WRITE_BITS:
+            return FakeHKEY(key)
+        if not self.admin and self._in_machine_hive(key):
+            raise _winerror(PermissionError, ERROR_ACCESS_DENIED, "Access is denied")
+        return FakeWriteHKEY(key, access)
+
+    def CreateKeyEx(self, key: Any, sub_key: str, reserved: int = 0, access: int = KEY_WRITE) -> FakeHKEY:
+        if not isinstance(reserved, int) or not isinstance(access, int):
+            raise TypeError("reserved and access must be integers")
+        if self.faults.fail_creates > 0:
+            self.faults.fail_creates -= 1
+            raise _winerror(OSError, self.faults.write_error, "Insufficient system resources")
+        cur = self._resolve(key)
+        if not self.admin and self._in_machine_hive(cur):
+            raise _winerror(PermissionError, ERROR_ACCESS_DENIED, "Access is denied")
+        for part in [p for p in (sub_key or "").split("\\") if p]:
+            nxt = cur.subkeys.get(part.lower())
+            if nxt is None:
+                nxt = cur.subkeys[part.lower()] = _Key(part)
+            cur = nxt
+            if cur.denied:
+                raise _winerror(PermissionError, ERROR_ACCESS_DENIED, "Access is denied")
+        self.opened.append(sub_key or "")
+        return FakeWriteHKEY(cur, access)
+
+    def CreateKey(self, key: Any, sub_key: str) -> FakeHKEY:
+        return self.CreateKeyEx(key, sub_key, 0, self.KEY_ALL_ACCESS)
+
+    def _writable(self, key: Any) -> _Key:
+        if not isinstance(key, FakeWriteHKEY) or not key.access & self.KEY_SET_VALUE:
+            raise _winerror(PermissionError, ERROR_ACCESS_DENIED, "Access is denied")
+        return key.key
+
+    def SetValueEx(self, key: Any, value_name: Optional[str], reserved: int, type: int, value: Any) -> None:
+        k = self._writable(key)
+        if type in (self.REG_SZ, self.REG_EXPAND_SZ) and not isinstance(value, str):
+            raise TypeError(f"a REG_SZ/REG_EXPAND_SZ value must be a str, not {value.__class__.__name__}")
+        name = value_name or ""
+        faults = self.faults
+        if faults.fail_writes > 0:
+            faults.fail_writes -= 1
+            if faults.partial:
+                k.values[name.lower()] = (name, value[: len(value) // 2], type)
+            raise _winerror(OSError, faults.write_error, "Insufficient system resources")
+        if faults.alter_writes > 0:
+            faults.alter_writes -= 1
+            value, type = faults.alter(value, type)
+        k.values[name.lower()] = (name, value, type)
+        self.writes.append((k.name, name, value, type))
+
+    def DeleteValue(self, key: Any, value: Optional[str]) -> None:
+        k = self._writable(key)
+        if self.faults.fail_deletes > 0:
+            self.faults.fail_deletes -= 1
+            raise _winerror(OSError, self.faults.write_error, "Insufficient system resources")
+        if (value or "").lower() not in k.values:
+            raise _winerror(FileNotFoundError, ERROR_FILE_NOT_FOUND, "The system cannot find the file specified")
+        del k.values[(value or "").lower()]
 
 
 #: The KnownDLLs value names of a Windows 11 23H2 x64 install (each maps to "<name>.dll").
@@ -487,4 +642,65 @@ def fake_api(
         psapi=psapi,
         winreg=winreg if winreg is not None else typical_registry(),
         get_last_error=kernel32.get_last_error,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# user32 / shell32 (persistent Path repair)
+# --------------------------------------------------------------------------------------------
+
+
+class FakeUser32(_FakeLib):
+    """user32 with ``SendMessageTimeoutW``; ``broadcasts`` records each call's arguments.
+
+    ``fail=True`` makes the call return 0 with ``ERROR_TIMEOUT`` (a hung top-level window).
+    """
+
+    SendMessageTimeoutW: FakeFunction
+
+    def __init__(self, *, fail: bool = False) -> None:
+        self.fail = fail
+        self.last_error = ERROR_SUCCESS
+        self.broadcasts: List[Tuple[int, int, int, str, int, int]] = []
+        self._export("SendMessageTimeoutW", self._send)
+
+    def _send(self, hwnd: Any, msg: int, wparam: int, lparam: str, flags: int, timeout: int,
+              result: Any) -> int:
+        self.broadcasts.append((int(hwnd or 0), msg, wparam, lparam, flags, timeout))
+        if self.fail:
+            self.last_error = ERROR_TIMEOUT
+            return 0
+        _deref(result).value = 0
+        return 1
+
+
+class FakeShell32(_FakeLib):
+    """shell32 with ``IsUserAnAdmin`` returning ``admin``."""
+
+    IsUserAnAdmin: FakeFunction
+
+    def __init__(self, admin: bool = False) -> None:
+        self.admin = admin
+        self._export("IsUserAnAdmin", lambda: 1 if self.admin else 0)
+
+
+def fake_repair_api(
+    winreg: Optional[FakeWinreg] = None,
+    *,
+    admin: bool = False,
+    broadcast_fails: bool = False,
+) -> WinApi:
+    """A :class:`WinApi` for Path repair: a registry (default :func:`typical_registry`) whose
+    HKLM is writable only when ``admin``, ``IsUserAnAdmin`` agreeing, and a user32 whose
+    broadcast succeeds unless ``broadcast_fails``."""
+    reg = winreg if winreg is not None else typical_registry()
+    reg.admin = admin
+    kernel32 = FakeKernel32(["C:\\Python311\\python.exe"])
+    return WinApi(
+        kernel32=kernel32,
+        psapi=FakePsapi(kernel32),
+        winreg=reg,
+        get_last_error=kernel32.get_last_error,
+        user32=FakeUser32(fail=broadcast_fails),
+        shell32=FakeShell32(admin=admin),
     )

@@ -79,3 +79,14 @@ def test_pe_command_and_bad_input(tmp_path: Path) -> None:
     bad = tmp_path / "bad.dll"
     bad.write_text("<html>not a dll</html>")
     assert run("pe", str(bad))[0] == 2
+
+
+def test_fix_path_is_wired_into_the_main_cli() -> None:
+    value = "%SystemRoot%\\system32;C:\\proj\\.venv\\Lib\\site-packages\\torch\\lib;;relative"
+    code, text = run("fix-path", "--value", value, "--type", "REG_EXPAND_SZ", "--json")
+    assert code == 0
+    data = json.loads(text)
+    assert data["action"] == "plan"
+    assert data["plan"]["old"]["value"] == value
+    # empty and relative entries go; %SystemRoot% stays unexpanded, type kept
+    assert data["plan"]["new"] == {"value": value.split(";;")[0], "type": "REG_EXPAND_SZ"}
