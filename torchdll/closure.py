@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import ntpath
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .apisets import ApiSetSchema, default_schema
 from .errors import InvalidImageError
@@ -38,6 +38,8 @@ __all__ = [
     "ERROR_PROC_NOT_FOUND",
     "CallResult",
     "Edge",
+    "InitFailure",
+    "InitRule",
     "LoadCall",
     "LoadSimulator",
     "MissingSymbol",
@@ -112,10 +114,26 @@ class CallResult:
     mapped: Tuple[str, ...]
     edges: Tuple[Edge, ...] = ()
     bad_image: Optional[str] = None
+    reason: Optional[str] = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass(frozen=True)
+class InitFailure:
+    """A module whose initialisation is expected to fail: ``code`` (1114 for a DllMain or static
+    constructor failure), the ``edge`` that explains it, and why."""
+
+    code: int
+    edge: Optional[Edge]
+    reason: str
+
+
+#: An initialisation rule: given the simulator, the modules a call maps (in load order) and the
+#: edges it resolved, the first expected initialisation failure, or ``None``.
+InitRule = Callable[["LoadSimulator", Tuple[str, ...], Tuple[Edge, ...]], Optional[InitFailure]]
 
 
 @dataclass(frozen=True)
@@ -167,8 +185,9 @@ class LoadSimulator:
     """
 
     def __init__(self, ctx: LoadContext, view: FileView, apisets: Optional[ApiSetSchema] = None,
-                 follow_delay: bool = True) -> None:
+                 follow_delay: bool = True, init_rules: Sequence[InitRule] = ()) -> None:
         self.ctx = ctx
+        self.init_rules = tuple(init_rules)
         self.view = view
         self.apisets = apisets if apisets is not None else default_schema()
         self.follow_delay = follow_delay
@@ -315,6 +334,15 @@ class LoadSimulator:
             if missing and first_error is None:
                 first_error = (missing[0].error, final, None)
 
+        reason: Optional[str] = None
+        if first_error is None:
+            # every module is mapped and snapped: initialisers run now (dependencies first)
+            for rule in self.init_rules:
+                failure = rule(self, tuple(mapped), tuple(self.edges))
+                if failure is not None:
+                    first_error = (failure.code, failure.edge, None)
+                    reason = failure.reason
+                    break
         if first_error is None:
             for path in mapped:
                 self.loaded.setdefault(_base(path), path)
@@ -334,7 +362,8 @@ class LoadSimulator:
         if first_error is None:
             return CallResult(call, top, None, None, tuple(mapped), tuple(self.edges))
         code, culprit, bad = first_error
-        return CallResult(call, top, code, culprit, tuple(mapped), tuple(self.edges), bad_image=bad)
+        return CallResult(call, top, code, culprit, tuple(mapped), tuple(self.edges), bad_image=bad,
+                          reason=reason)
 
 
 def simulate(
