@@ -2,14 +2,19 @@
 
 Commands:
 
+* ``doctor``    (the default) predict what ``import torch`` will do here, name the culprit and
+                the fix; ``--snapshot FILE --root DIR`` analyses another machine; ``--demo`` a
+                bundled broken Windows environment (the seed case)
+* ``explain``   what ``WinError N`` means for torch and what usually causes it
 * ``demo``      build the bundled broken Windows environment and show what the loader does
 * ``resolve``   resolve one module name with the loader model (live, or snapshot + mirror)
 * ``closure``   replay load calls of one or more DLLs and show every edge and failure
 * ``pe``        print the PE facts torchdll reads from a file
 * ``snapshot``  capture this machine's loader-relevant facts as JSON
 
-Every command takes ``--json`` for tools. Exit status: 0 ok, 1 a predicted load failure
-(``resolve``, ``closure``), 2 bad input. ``demo`` exits 0 when it ran.
+Every command takes ``--json`` for tools. Exit status: 0 ok, 1 problems found (``doctor``) or a
+predicted load failure (``resolve``, ``closure``), 2 bad input. ``demo`` and ``doctor --demo``
+exit 0 when they ran.
 """
 
 from __future__ import annotations
@@ -92,6 +97,68 @@ def _print_simulation(sim: "Simulation", out: TextIO, *, verbose: bool,
 
 
 # -- commands -----------------------------------------------------------------------------
+
+
+def _cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
+    from .diagnose import diagnose
+    from .report import write
+
+    fmt = "json" if args.json else ("markdown" if args.markdown else "text")
+    if args.demo:
+        from .demo import build_seed_demo
+
+        with tempfile.TemporaryDirectory(prefix="torchdll-doctor-demo-") as root:
+            snap, view = build_seed_demo(root)
+            report = diagnose(snap, view=view)
+            if fmt == "text":
+                out.write("torchdll doctor --demo: a bundled Windows machine (the seed case), "
+                          "analysed offline\n\n")
+            write(report, fmt, out)
+        return 0
+    if args.snapshot:
+        from .snapshot import Snapshot, load_offline
+
+        if args.root:
+            snap, view = load_offline(args.snapshot, args.root)
+            report = diagnose(snap, view=view)
+        else:
+            report = diagnose(Snapshot.load(args.snapshot))
+    else:
+        report = diagnose()
+    write(report, fmt, out)
+    return 0 if report.ok else 1
+
+
+def _cmd_explain(args: argparse.Namespace, out: TextIO) -> int:
+    import json as _json
+
+    from . import _data
+
+    codes = _data.load("error_codes.json")["codes"]
+    text = args.code.strip().lower().replace("winerror", "").strip(" []:")
+    try:
+        number = int(text, 0)
+    except ValueError:
+        number = -1
+    if number & 0xFFFF0000 == 0x80070000:  # an HRESULT wrapping a Win32 error (0x800711C7 -> 4551)
+        number &= 0xFFFF
+    entry = codes.get(str(number))
+    if entry is None:
+        raise ValueError(f"unknown error code {args.code!r}; known: {', '.join(codes)}")
+    catalogue = _data.findings_catalogue()
+    causes = [(c, catalogue.get(c, {}).get("title", c)) for c in entry.get("causes", [])]
+    if args.json:
+        out.write(_json.dumps({"code": number, **entry, "causes": [
+            {"id": c, "title": t} for c, t in causes]}, indent=2, ensure_ascii=False) + "\n")
+        return 0
+    out.write(f"WinError {number} ({entry['name']}): {entry['message']}\n\n")
+    out.write(f"For torch: {entry['torch']}\n")
+    if causes:
+        out.write("\nUsual causes (finding ids of 'torchdll doctor'):\n")
+        for cid, title in causes:
+            out.write(f"  - {cid}: {title}\n")
+    out.write("\nRun 'python -m torchdll doctor' to find which one applies here.\n")
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
@@ -249,6 +316,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"torchdll {__version__}")
     sub = parser.add_subparsers(dest="command")
 
+    doc = sub.add_parser("doctor", help="predict what 'import torch' will do and why (default)")
+    doc.add_argument("--demo", action="store_true",
+                     help="diagnose a bundled broken Windows environment (works on any OS)")
+    doc.add_argument("--snapshot", metavar="FILE", help="analyse a snapshot from another machine")
+    doc.add_argument("--root", metavar="DIR", help="folder mirroring the snapshot machine's drives")
+    fmt = doc.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="versioned JSON (schema/report-v1.json)")
+    fmt.add_argument("--markdown", action="store_true", help="Markdown to paste into an issue")
+
+    exp = sub.add_parser("explain", help="what WinError N means for torch")
+    exp.add_argument("code", help="the number, e.g. 1114 or 126")
+    exp.add_argument("--json", action="store_true")
+
     demo = sub.add_parser("demo", help="show the loader model on a bundled broken environment")
     demo.add_argument("--keep", metavar="DIR", help="build the demo tree in DIR and keep it")
     demo.add_argument("--verbose", "-v", action="store_true", help="print every edge")
@@ -295,10 +375,10 @@ def main(argv: Optional[Sequence[str]] = None, out: Optional[TextIO] = None) -> 
     args = parser.parse_args(list(argv) if argv is not None else None)
     from . import _cli_path
 
-    handlers = {"demo": _cmd_demo, "resolve": _cmd_resolve, "closure": _cmd_closure,
+    handlers = {"doctor": _cmd_doctor, "explain": _cmd_explain, "demo": _cmd_demo, "resolve": _cmd_resolve, "closure": _cmd_closure,
                 "pe": _cmd_pe, "snapshot": _cmd_snapshot, "fix-path": _cli_path.execute}
     if args.command is None:
-        args = parser.parse_args(["demo"])
+        args = parser.parse_args(["doctor"])
     if getattr(args, "flags", 0) is None:
         args.flags = 0x1100 if args.command == "closure" else 0
     try:

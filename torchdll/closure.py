@@ -39,6 +39,7 @@ __all__ = [
     "CallResult",
     "Edge",
     "InitFailure",
+    "Origin",
     "InitRule",
     "LoadCall",
     "LoadSimulator",
@@ -122,6 +123,15 @@ class CallResult:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """How a module got into the process: the load call that mapped it and the rule that found
+    it (``Rule.FULL_PATH`` for the call's own target)."""
+
+    call: LoadCall
+    rule: Optional[Rule]
+
+
+@dataclass(frozen=True)
 class InitFailure:
     """A module whose initialisation is expected to fail: ``code`` (1114 for a DllMain or static
     constructor failure), the ``edge`` that explains it, and why."""
@@ -196,6 +206,7 @@ class LoadSimulator:
         self.modules: Dict[str, ImageFacts] = {}
         self.invalid: Dict[str, str] = {}
         self.done: Set[str] = set()  # modules whose imports were already checked
+        self.origins: Dict[str, Origin] = {}  # lower-case path -> how it was loaded
 
     def facts(self, path: str) -> Optional[ImageFacts]:
         key = path.lower()
@@ -286,6 +297,7 @@ class LoadSimulator:
         visible: Dict[str, str] = dict(self.loaded)
         mapped: List[str] = []
         mapped_keys: Set[str] = set()
+        rules: Dict[str, Optional[Rule]] = {top.path.lower(): top.rule}
         first_error: Optional[Tuple[int, Optional[Edge], Optional[str]]] = None
         delayed: List[Tuple[str, ImportedModule]] = []
         pending_symbols: List[Tuple[str, Edge, Sequence[str], Sequence[int], int]] = []
@@ -321,6 +333,7 @@ class LoadSimulator:
                 pending_symbols.append((path, edge, imp.names, imp.ordinals, flags))
                 if res.rule is not Rule.LOADED and res.path.lower() not in self.done:
                     visible.setdefault(_base(res.path), res.path)
+                    rules.setdefault(res.path.lower(), res.rule)
                     children.append(res.path)
             # depth-first in import order
             stack.extend(reversed(children))
@@ -345,6 +358,7 @@ class LoadSimulator:
                     break
         if first_error is None:
             for path in mapped:
+                self.origins.setdefault(path.lower(), Origin(call, rules.get(path.lower())))
                 self.loaded.setdefault(_base(path), path)
                 self.loaded_paths.add(path.lower())
                 self.done.add(path.lower())

@@ -20,13 +20,16 @@ import ntpath
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Dict, List, Sequence, Tuple, Union
 
 from .closure import LoadCall
 from .fsview import MirrorView
 from .model import LoadContext, Machine
 
-__all__ = ["DemoEnvironment", "build_demo"]
+if TYPE_CHECKING:
+    from .snapshot import Snapshot
+
+__all__ = ["DemoEnvironment", "build_demo", "build_seed_demo"]
 
 USER = "C:\\Users\\민수"
 BASE_PY = USER + "\\AppData\\Local\\Programs\\Python\\Python311"
@@ -127,3 +130,32 @@ def build_demo(root: Union[str, "os.PathLike[str]"]) -> DemoEnvironment:
     preload = tuple(LoadCall(f"{TORCH_LIB}\\{n}", 0x1100) for n in preload_names)
     plain = LoadCall(f"{VENV}\\Lib\\site-packages\\someplugin\\plugin.dll", 0)
     return DemoEnvironment(base, view, ctx, user_path, preload, plain)
+
+
+# --------------------------------------------------------------------------------------------
+# The seed case, for `torchdll doctor --demo`
+# --------------------------------------------------------------------------------------------
+
+SEED_USER = "민수"
+
+
+def build_seed_demo(root: Union[str, "os.PathLike[str]"]) -> "tuple[Snapshot, MirrorView]":
+    """The seed report, rebuilt from synthetic PE files: ``python main.py`` (a FastAPI server) in
+    a venv fails with WinError 1114 on ``c10.dll``; the venv's own ``torch\\lib`` is on the user
+    Path; the VC++ Redistributable in System32 is current (reinstalling it changed nothing).
+
+    The venv was made from a Miniconda base interpreter whose folder -- the process's
+    *application directory*, searched before System32 -- holds the msvcp140.dll 14.29 of an old
+    conda ``vs2015_runtime``. torch 2.9 is built with MSVC 14.42, whose ``std::mutex`` needs
+    msvcp140 >= 14.40: c10.dll's static initialisation fails.
+    """
+    from .testing import WindowsEnv
+
+    env = WindowsEnv(root, user=SEED_USER, base=f"C:\\Users\\{SEED_USER}\\miniconda3", conda=True)
+    env.add_system()  # a current VC++ Redistributable (14.44) in System32
+    env.add_dll(f"{env.base}\\msvcp140.dll", exports=("?_Xlength_error@std@@YAXPEBD@Z", "_Mtx_lock", "_Thrd_yield"),
+                imports={"VCRUNTIME140.dll": ["memcpy"]}, file_version=(14, 29, 30133, 0), linker=(14, 29))
+    lib = env.add_torch("2.9.0")
+    env.user_path.insert(0, lib)  # the seed: the venv's own torch\lib on the user Path
+    env.cwd = f"{env.user_home}\\server"
+    return env.snapshot(), env.view()

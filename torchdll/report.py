@@ -207,14 +207,19 @@ def render_text(report: Report, *, width: int = 80, stream: Optional[TextIO] = N
             lines += _wrap(f"you will see: {p.message}", width, "  ")
         if p.culprit:
             lines += _wrap(f"real cause: {p.culprit}", width, "  ")
-    if not report.predictions:
-        lines.append("no torch installation found")
+    for note in report.notes:
+        lines += _wrap(f"note: {note}", width, "")
     if report.findings:
         lines.append("")
     for n, f in enumerate(report.findings, 1):
-        tag = paint(f.severity.value, f.severity.value.upper())
-        lines += _wrap(f"{n}. {f.title}", width - 10, "")
-        lines[-1] = f"{lines[-1]}  [{tag}, {f.confidence.value}] ({f.id})"
+        plain_tag = f"[{f.severity.value.upper()}, {f.confidence.value}] ({f.id})"
+        tag = f"[{paint(f.severity.value, f.severity.value.upper())}, {f.confidence.value}] ({f.id})"
+        head = _wrap(f"{n}. {f.title}", width, "")
+        if len(head[-1]) + 2 + len(plain_tag) <= width:
+            head[-1] = f"{head[-1]}  {tag}"
+            lines += head
+        else:
+            lines += head + [f"   {tag}"]
         if f.detail:
             lines += _wrap(f.detail, width, "   ")
         for ev in f.evidence:
@@ -228,7 +233,7 @@ def render_text(report: Report, *, width: int = 80, stream: Optional[TextIO] = N
         for shell, cmds in f.commands.items():
             lines.append(f"   {shell}:")
             lines += [f"     {c}" for c in cmds]
-    if report.ok:
+    if report.ok and report.predictions:
         lines.append("")
         lines.append(paint("ok", "no problems found"))
     return "\n".join(lines) + "\n"
@@ -239,6 +244,7 @@ def render_markdown(report: Report) -> str:
     out: List[str] = ["## torchdll report", ""]
     out.append(f"- platform: `{report.platform}`  python: `{report.python}`  source: {report.source}")
     out.append(f"- torchdll {report.torchdll_version}")
+    out += [f"- note: {_md(n)}" for n in report.notes]
     out.append("")
     if report.predictions:
         out += ["| package | version | predicted | WinError | DLL named | real cause |",

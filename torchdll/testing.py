@@ -127,13 +127,15 @@ class WindowsEnv:
     """
 
     def __init__(self, root: Union[str, "os.PathLike[str]"], *, user: str = "dev",
-                 python: str = "3.11.9", venv: bool = True) -> None:
+                 python: str = "3.11.9", venv: bool = True, base: Optional[str] = None,
+                 conda: bool = False) -> None:
         self.root = Path(root)
         self.user_home = f"C:\\Users\\{user}"
         self.python_version = python
+        self.conda = conda
         major, minor = python.split(".")[:2]
         self.python_dll = f"python{major}{minor}.dll"
-        self.base = f"{self.user_home}\\AppData\\Local\\Programs\\Python\\Python{major}{minor}"
+        self.base = base or f"{self.user_home}\\AppData\\Local\\Programs\\Python\\Python{major}{minor}"
         self.prefix = f"{self.user_home}\\proj\\.venv" if venv else self.base
         self.site_packages = f"{self.prefix}\\Lib\\site-packages"
         self.cwd = f"{self.user_home}\\proj"
@@ -179,6 +181,8 @@ class WindowsEnv:
                      imports={"KERNEL32.dll": ["GetTickCount"]})
         self.add_dll(f"{b}\\vcruntime140.dll", exports=VCRT, file_version=(14, 38, 33135, 0))
         self.add_dll(f"{b}\\vcruntime140_1.dll", exports=VCRT1, file_version=(14, 38, 33135, 0))
+        if self.conda:
+            self.add_file(f"{b}\\conda-meta\\history", "==> conda base <==\n")
         if self.prefix != self.base:
             self.add_file(f"{self.prefix}\\pyvenv.cfg", f"home = {b}\ninclude-system-site-packages = false\n")
             self.add_dll(f"{self.prefix}\\Scripts\\python.exe", dll=False, imports={"KERNEL32.dll": ["GetTickCount"]})
@@ -293,7 +297,7 @@ class WindowsEnv:
             user_site=f"{self.user_home}\\AppData\\Roaming\\Python\\Python{major}{minor}\\site-packages",
             user_site_enabled=self.prefix == self.base,
             userbase=f"{self.user_home}\\AppData\\Roaming\\Python",
-            conda=False,
+            conda=self.conda,
             sys_path=(self.cwd, f"{self.base}\\python{major}{minor}.zip", f"{self.base}\\DLLs",
                       f"{self.base}\\Lib", self.base, self.prefix, self.site_packages),
         )

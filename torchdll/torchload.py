@@ -36,6 +36,7 @@ __all__ = [
     "Step",
     "TorchReplay",
     "error_message",
+    "how_bound",
     "loader_variant",
     "replay_extensions",
     "replay_torch",
@@ -135,9 +136,24 @@ def stl_mutex_rule(sim: LoadSimulator, mapped: Tuple[str, ...],
                 1114, edge,
                 f"{ntpath.basename(path)} was built with MSVC {linker[0]}.{linker[1]} and binds "
                 f"{edge.resolution.path} (FileVersion {'.'.join(map(str, fv))}, "
-                f"{edge.resolution.rule.value if edge.resolution.rule else 'unknown rule'}): "
-                "msvcp140.dll older than 14.40 makes its static initialisation fail")
+                f"{how_bound(sim, edge)}): msvcp140.dll older than 14.40 makes its static "
+                "initialisation fail")
     return None
+
+
+def how_bound(sim: LoadSimulator, edge: Edge) -> str:
+    """How the file an edge bound to was chosen, following a loaded-module hit back to the load
+    that first brought the module in (e.g. torch's VC++ probe finding it in the app dir)."""
+    res = edge.resolution
+    rule = res.rule.value if res.rule else "unknown rule"
+    if res.rule is None or res.path is None or res.rule.value != "loaded-module":
+        return f"found by rule {rule}"
+    origin = sim.origins.get(res.path.lower())
+    if origin is None:
+        return "already loaded in the process before the import"
+    how = origin.rule.value if origin.rule else "unknown rule"
+    return (f"already loaded by LoadLibraryExW({origin.call.target}, 0x{origin.call.flags:x}), "
+            f"which found it by rule {how}")
 
 
 @dataclass(frozen=True)
