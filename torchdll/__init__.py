@@ -39,6 +39,13 @@ _LAZY = {
     "Snapshot": "torchdll.snapshot",
     "collect_snapshot": "torchdll.snapshot",
     "load_offline": "torchdll.snapshot",
+    # diagnosis
+    "diagnose": "torchdll.diagnose",
+    "Report": "torchdll.report",
+    "Finding": "torchdll.report",
+    "Prediction": "torchdll.report",
+    "Severity": "torchdll.report",
+    "Confidence": "torchdll.report",
     # PATH: the current process and the persistent Windows Path
     "sanitize_path": "torchdll.sanitize",
     "PathPolicy": "torchdll.sanitize",
@@ -88,6 +95,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         undo_path_repair,
     )
     from .sanitize import PathPolicy, SanitizeResult, sanitize_path  # noqa: F401
+    from .diagnose import diagnose  # noqa: F401
+    from .report import Confidence, Finding, Prediction, Report, Severity  # noqa: F401
 
 
 def __getattr__(name: str) -> "Any":

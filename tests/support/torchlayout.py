@@ -22,13 +22,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Tuple
+from typing import TYPE_CHECKING, Tuple
 
 from tests.support.tiers import unavailable
 from tests.support.wheelcache import WheelUnavailable, extract, link_dir, link_file, wheel
 from torchdll.closure import LoadCall
 from torchdll.fsview import MirrorView
 from torchdll.model import LoadContext
+
+if TYPE_CHECKING:
+    from torchdll.snapshot import Snapshot
 
 WINE_X64 = Path("/usr/lib/x86_64-linux-gnu/wine/x86_64-windows")
 TORCH_VERSION = "2.3.1"
@@ -63,7 +66,9 @@ def build_torch_layout(root: Path, *, with_mkl: bool) -> TorchLayout:
 
     if not WINE_X64.is_dir():
         unavailable("Wine's x64 PE DLLs are missing (apt-get install wine64)")
-    torch = _get("torch", TORCH_VERSION, ["torch/lib/*.dll"])
+    torch = _get("torch", TORCH_VERSION, ["torch/lib/*.dll", "torch/_C.*.pyd", "torch/version.py",
+                                          "torch/__init__.py", "torch-*.dist-info/METADATA",
+                                          "torch-*.dist-info/RECORD"])
     msvc = _get("msvc-runtime", MSVC_RUNTIME_VERSION, ["*.data/data/Scripts/*.dll"])
     msvc_dir = next(msvc.glob("*.data/data/Scripts"))  # the complete set (data/ lacks vcruntime140)
 
@@ -74,8 +79,12 @@ def build_torch_layout(root: Path, *, with_mkl: bool) -> TorchLayout:
     app = c / "Python311"
     for name in ("vcruntime140.dll", "vcruntime140_1.dll"):
         link_file(msvc_dir / name, app / name)
-    lib = c / "venv" / "Lib" / "site-packages" / "torch" / "lib"
+    site = c / "venv" / "Lib" / "site-packages"
+    lib = site / "torch" / "lib"
     dlls = link_dir(torch / "torch" / "lib", lib, "*.dll")
+    link_dir(torch / "torch", site / "torch", "*.py*")
+    for dist in torch.glob("torch-*.dist-info"):
+        link_dir(dist, site / dist.name)
     # python311.dll stand-in: exports what torch_python.dll takes from it
     wanted: list[str] = []
     for imp in read_facts(lib / "torch_python.dll").imports:
@@ -95,5 +104,20 @@ def build_torch_layout(root: Path, *, with_mkl: bool) -> TorchLayout:
         loaded={"python311.dll": APP + "\\python311.dll"},
     )
     calls = tuple(LoadCall(f"{TORCH_LIB}\\{p.name}", 0x1100)
-                  for p in sorted(dlls, key=lambda p: p.name.lower()))
+                  for p in sorted(dlls, key=lambda p: p.name.upper()))
     return TorchLayout(root, MirrorView(root), ctx, calls)
+
+
+def layout_snapshot(layout: TorchLayout) -> "Snapshot":
+    """The snapshot of ``C:\\venv\\Scripts\\python.exe main.py`` in the layout."""
+    from torchdll.snapshot import PythonInfo, Snapshot
+
+    py = PythonInfo(executable=VENV + "\\Scripts\\python.exe", base_executable=APP + "\\python.exe",
+                    version="3.11.9", prefix=VENV, base_prefix=APP, exec_prefix=VENV,
+                    base_exec_prefix=APP, is_venv=True, bits=64,
+                    sys_path=(VENV, APP + "\\Lib", VENV + "\\Lib\\site-packages"))
+    return Snapshot(platform="win32", os_release="10.0.22631", machine="x64", app_dir=APP, cwd=VENV,
+                    process_path="C:\\Windows\\System32;C:\\Windows", system32="C:\\Windows\\System32",
+                    windows_dir="C:\\Windows", system_dir="C:\\Windows\\System",
+                    known_dlls=dict(layout.context.known_dlls),
+                    loaded_modules=(APP + "\\python.exe", APP + "\\python311.dll"), python=py)
