@@ -79,6 +79,19 @@ def split_windows_path(win_path: str) -> Tuple[str, Tuple[str, ...]]:
     return anchor, tuple(out)
 
 
+def _scan_dir(host_dir: str) -> Dict[str, str]:
+    """Lower-case name -> real name of the entries of a host folder (empty if unreadable).
+    The first spelling wins when a case-sensitive host has two names differing by case."""
+    out: Dict[str, str] = {}
+    try:
+        with os.scandir(host_dir) as it:
+            for entry in it:
+                out.setdefault(entry.name.lower(), entry.name)
+    except OSError:
+        pass
+    return out
+
+
 class _FactsCache:
     def __init__(self) -> None:
         self._facts: Dict[str, ImageFacts] = {}
@@ -119,15 +132,7 @@ class MirrorView:
     def _host_listing(self, host_dir: str) -> Dict[str, str]:
         hit = self._listings.get(host_dir)
         if hit is None:
-            hit = {}
-            try:
-                with os.scandir(host_dir) as it:
-                    for entry in it:
-                        # First spelling wins if a case-sensitive host has two.
-                        hit.setdefault(entry.name.lower(), entry.name)
-            except OSError:
-                pass
-            self._listings[host_dir] = hit
+            hit = self._listings[host_dir] = _scan_dir(host_dir)
         return hit
 
     def _walk(self, anchor: str, comps: Tuple[str, ...]) -> Optional[str]:
@@ -195,14 +200,7 @@ class NativeView:
         key = os.path.normcase(win_dir)
         hit = self._listings.get(key)
         if hit is None:
-            hit = {}
-            try:
-                with os.scandir(win_dir) as it:
-                    for entry in it:
-                        hit.setdefault(entry.name.lower(), entry.name)
-            except OSError:
-                pass
-            self._listings[key] = hit
+            hit = self._listings[key] = _scan_dir(win_dir)
         return hit
 
     def host_path(self, win_path: str) -> Optional[str]:
