@@ -27,6 +27,7 @@ __all__ = [
     "Installs",
     "RecordEntry",
     "TorchInstall",
+    "dist_metadata",
     "find_installs",
     "glob_order",
     "read_record",
@@ -37,10 +38,25 @@ COMPANIONS = ("torchvision", "torchaudio")
 _MAX_TEXT = 4 << 20  # METADATA/RECORD/version.py are small; refuse to slurp a huge file
 
 
+def _ntfs_key(name: str) -> Tuple[int, ...]:
+    """NTFS collation key: the UTF-16 code units of the name, each mapped through the upcase
+    table one unit at a time (a character whose upper case is several characters, like
+    ``ß``, stays as it is; surrogates compare as raw units, so astral characters sort below
+    U+E000..U+FFFF as on NTFS)."""
+    units: List[int] = []
+    for ch in name:
+        up = ch.upper()
+        if len(up) == 1:
+            ch = up
+        raw = ch.encode("utf-16-le", errors="surrogatepass")
+        units.extend(int.from_bytes(raw[i:i + 2], "little") for i in range(0, len(raw), 2))
+    return tuple(units)
+
+
 def glob_order(names: Iterable[str]) -> List[str]:
     """The order ``glob.glob`` returns names on NTFS: directory B-tree order, which compares
-    names upper-cased (so ``C10.dll`` sorts before ``_C.pyd``)."""
-    return sorted(names, key=lambda n: (n.upper(), n))
+    names upper-cased code unit by code unit (so ``C10.dll`` sorts before ``_C.pyd``)."""
+    return sorted(names, key=lambda n: (_ntfs_key(n), n))
 
 
 def read_text(view: FileView, win_path: str) -> Optional[str]:
@@ -55,7 +71,7 @@ def read_text(view: FileView, win_path: str) -> Optional[str]:
         return None
     if len(raw) > _MAX_TEXT:
         return None
-    return raw.decode("utf-8", errors="replace")
+    return raw.decode("utf-8-sig", errors="replace")  # a BOM would hide the first line
 
 
 @dataclass(frozen=True)
@@ -145,15 +161,44 @@ class Installs:
         return tuple(c for c in self.companions if c.scope in ("env", "user"))
 
 
-_VERSION_RE = re.compile(r"""^__version__\s*(?::\s*\w+\s*)?=\s*['"]([^'"]+)['"]""", re.M)
-_CUDA_RE = re.compile(r"""^cuda\s*(?::[^=]+)?=\s*(?:['"]([^'"]+)['"]|None)""", re.M)
+_VERSION_RE = re.compile(r"""^__version__\s*(?::\s*[\w.\[\]]+\s*)?=\s*['"]([^'"]+)['"]""", re.MULTILINE)
+_CUDA_RE = re.compile(r"""^cuda\s*(?::[^=]+)?=\s*(?:['"]([^'"]+)['"]|None)""", re.MULTILINE)
 
 
-def _dist_info(view: FileView, site: str, name: str) -> Optional[str]:
+def _dist_infos(view: FileView, site: str, name: str) -> List[str]:
+    """Every ``<name>-<version>.dist-info`` folder in ``site`` (more than one after an
+    interrupted upgrade), as file names."""
     prefix = name.lower().replace("-", "_") + "-"
-    hits = [real for low, real in view.listdir(site).items()
+    return [real for low, real in view.listdir(site).items()
             if low.startswith(prefix) and low.endswith(".dist-info")]
-    return ntpath.join(site, sorted(hits)[0]) if hits else None
+
+
+def _dist_version_key(folder: str) -> Tuple[int, object]:
+    from packaging.version import InvalidVersion, Version
+
+    raw = folder[: -len(".dist-info")].partition("-")[2]
+    try:
+        return (1, Version(raw))
+    except InvalidVersion:
+        return (0, raw)
+
+
+def _dist_info(view: FileView, site: str, name: str, version: Optional[str] = None) -> Optional[str]:
+    """The dist-info of ``name`` in ``site``: when several exist, the one whose folder names
+    ``version`` (the version the code itself reports), else the newest."""
+    hits = _dist_infos(view, site, name)
+    if not hits:
+        return None
+    if len(hits) > 1 and version:
+        want = version.lower()
+        same = [h for h in hits if h.lower()[: -len(".dist-info")].partition("-")[2] == want]
+        base = want.partition("+")[0]
+        same = same or [h for h in hits
+                        if h.lower()[: -len(".dist-info")].partition("-")[2].partition("+")[0] == base]
+        if same:
+            hits = same
+    best = max(hits, key=lambda h: (_dist_version_key(h), h.lower()))
+    return ntpath.join(site, best)
 
 
 def _metadata(view: FileView, dist_info: Optional[str]) -> Tuple[Optional[str], Tuple[str, ...]]:
@@ -165,12 +210,21 @@ def _metadata(view: FileView, dist_info: Optional[str]) -> Tuple[Optional[str], 
     for line in text.splitlines():
         if not line.strip():
             break  # headers end at the first blank line
+        if line[:1] in (" ", "\t"):
+            continue  # a folded continuation line
         key, _, value = line.partition(":")
-        if key == "Version" and version is None:
-            version = value.strip()
-        elif key == "Requires-Dist":
+        key = key.strip().lower()  # header names are case-insensitive
+        if key == "version" and version is None:
+            version = value.strip() or None
+        elif key == "requires-dist":
             requires.append(value.strip())
     return version, tuple(requires)
+
+
+def dist_metadata(view: FileView, dist_info: Optional[str]) -> Tuple[Optional[str], Tuple[str, ...]]:
+    """``(Version, Requires-Dist values)`` of ``<dist_info>\\METADATA`` (what pip sees; torch's
+    own ``version.py`` may say ``2.3.1+cpu`` where the PyPI wheel's METADATA says ``2.3.1``)."""
+    return _metadata(view, dist_info)
 
 
 def read_record(view: FileView, dist_info: str) -> Tuple[RecordEntry, ...]:
@@ -192,10 +246,14 @@ def read_record(view: FileView, dist_info: str) -> Tuple[RecordEntry, ...]:
 
 
 def _torch_requirement(requires: Sequence[str]) -> Optional[str]:
+    """The ``Requires-Dist`` on torch that always applies (not one behind an ``extra``)."""
     for req in requires:
-        name = re.split(r"[\s<>=!~;\[(]", req, maxsplit=1)[0]
-        if name.lower() == "torch":
-            return req
+        name = re.split(r"[\s<>=!~;\[(@]", req.strip(), maxsplit=1)[0]
+        if name.lower() != "torch":
+            continue
+        if re.search(r"\bextra\s*==", req.partition(";")[2]):
+            continue
+        return req
     return None
 
 
@@ -204,25 +262,56 @@ def _split_local(version: str) -> Tuple[str, Optional[str]]:
     return base, (local or None)
 
 
-def _torch_at(view: FileView, site: str, scope: str) -> Optional[TorchInstall]:
+def _pick_extension(names: Sequence[str], python_version: Optional[str]) -> Optional[str]:
+    """The ``_C`` extension file CPython's import picks: with a known interpreter version, the
+    first of ``_C.cpXY-<platform>.pyd`` then the untagged ``_C.pyd`` (``EXTENSION_SUFFIXES``
+    order); otherwise (or when none matches) the first in glob order, so a wrong-tag file is
+    still seen by the checks."""
+    if not names:
+        return None
+    ordered = glob_order(names)
+    if python_version:
+        parts = python_version.split(".")
+        if len(parts) >= 2 and parts[0].isdigit():
+            minor = re.match(r"\d+", parts[1])
+            if minor:
+                tag = f".cp{parts[0]}{minor.group(0)}-"
+                for n in ordered:
+                    if tag in n.lower():
+                        return n
+        for n in ordered:
+            if n.lower() == "_c.pyd":
+                return n
+    return ordered[0]
+
+
+def _torch_at(view: FileView, site: str, scope: str, *, require_dlls: bool = False,
+              python_version: Optional[str] = None) -> Optional[TorchInstall]:
     torch_dir = ntpath.join(site, "torch")
     lib = ntpath.join(torch_dir, "lib")
     entries = view.listdir(lib)
     dlls = glob_order(real for low, real in entries.items() if low.endswith(".dll"))
     listing = view.listdir(torch_dir)
-    if not dlls and "__init__.py" not in listing:
+    if not dlls and (require_dlls or "__init__.py" not in listing):
         return None
     text = read_text(view, ntpath.join(torch_dir, "version.py")) or ""
     m = _VERSION_RE.search(text)
-    dist = _dist_info(view, site, "torch")
+    dist = _dist_info(view, site, "torch", m.group(1) if m else None)
     meta_version, _ = _metadata(view, dist)
     version = m.group(1) if m else (meta_version or "unknown")
     c = _CUDA_RE.search(text)
     cuda = c.group(1) if c and c.group(1) else None
     base, local = _split_local(version)
     pyds = [real for low, real in listing.items() if low.startswith("_c.") and low.endswith(".pyd")]
-    pyd = ntpath.join(torch_dir, sorted(pyds)[0]) if pyds else None
+    chosen = _pick_extension(pyds, python_version)
+    pyd = ntpath.join(torch_dir, chosen) if chosen else None
     return TorchInstall(site, version, base, local, cuda, tuple(dlls), pyd, dist, scope)
+
+
+#: Extension modules a companion loads only on demand (FFmpeg/SoX integrations need DLLs the
+#: user installs separately); replaying them as part of ``import torchaudio`` would predict
+#: failures that never happen.
+_OPTIONAL_EXTENSION = re.compile(r"ffmpeg|sox", re.IGNORECASE)
 
 
 def _companion_at(view: FileView, site: str, name: str, scope: str) -> Optional[CompanionInstall]:
@@ -230,30 +319,46 @@ def _companion_at(view: FileView, site: str, name: str, scope: str) -> Optional[
     listing = view.listdir(pkg)
     if not listing:
         return None
-    dist = _dist_info(view, site, name)
+    text = read_text(view, ntpath.join(pkg, "version.py")) or ""
+    m = _VERSION_RE.search(text)
+    dist = _dist_info(view, site, name, m.group(1) if m else None)
     version, requires = _metadata(view, dist)
     if version is None:
-        text = read_text(view, ntpath.join(pkg, "version.py")) or ""
-        m = _VERSION_RE.search(text)
         version = m.group(1) if m else "unknown"
-    exts = [ntpath.join(pkg, real) for low, real in listing.items() if low.endswith(".pyd")]
+    exts = [ntpath.join(pkg, real) for low, real in listing.items()
+            if low.endswith(".pyd") and not _OPTIONAL_EXTENSION.search(low)]
     lib = ntpath.join(pkg, "lib")  # torchaudio keeps libtorchaudio.pyd in lib\
-    exts += [ntpath.join(lib, real) for low, real in view.listdir(lib).items() if low.endswith(".pyd")]
+    exts += [ntpath.join(lib, real) for low, real in view.listdir(lib).items()
+             if low.endswith(".pyd") and not _OPTIONAL_EXTENSION.search(low)]
     return CompanionInstall(name, site, version, _torch_requirement(requires),
                             tuple(glob_order(exts)), dist, scope)
 
 
-def _site_from_path_entry(entry: str) -> Optional[str]:
-    """The site-packages folder of another environment, guessed from one of its PATH entries."""
-    e = entry.strip().rstrip("\\/").replace("/", "\\")
+def _sites_from_path_entry(entry: str) -> List[str]:
+    """Site-packages folders of another environment, guessed from one of its PATH entries
+    (candidates; the caller keeps those that hold torch)."""
+    e = entry.strip().strip('"').strip().rstrip("\\/").replace("/", "\\")
     low = e.lower()
     if low.endswith("\\site-packages\\torch\\lib"):
-        return e[: -len("\\torch\\lib")]
-    if low.endswith("\\library\\bin"):
-        return e[: -len("\\library\\bin")] + "\\Lib\\site-packages"
+        return [e[: -len("\\torch\\lib")]]
+    if low.endswith("\\library\\bin"):  # conda
+        return [e[: -len("\\library\\bin")] + "\\Lib\\site-packages"]
     if low.endswith("\\scripts"):
-        return e[: -len("\\scripts")] + "\\Lib\\site-packages"
-    return None
+        root = e[: -len("\\scripts")]
+        # a venv/conda env/python.org install (Lib\site-packages), or a user site
+        # (%APPDATA%\Python\PythonXY\Scripts -> %APPDATA%\Python\PythonXY\site-packages)
+        return [root + "\\Lib\\site-packages", root + "\\site-packages"]
+    return []
+
+
+def _site_from_path_entry(entry: str) -> Optional[str]:
+    """The first candidate of :func:`_sites_from_path_entry` (kept for callers)."""
+    sites = _sites_from_path_entry(entry)
+    return sites[0] if sites else None
+
+
+def _norm_key(path: str) -> str:
+    return ntpath.normpath(path.replace("/", "\\")).rstrip("\\").lower()
 
 
 def find_installs(
@@ -262,33 +367,50 @@ def find_installs(
     *,
     user_site: Optional[str] = None,
     path_entries: Sequence[str] = (),
+    python_version: Optional[str] = None,
 ) -> Installs:
-    """Find every torch (and companion) installation reachable from these folders."""
-    seen: Dict[str, str] = {}
-    order: List[Tuple[str, str]] = []
+    """Find every torch (and companion) installation reachable from these folders.
 
-    def add(site: Optional[str], scope: str) -> None:
+    ``sys_path`` is searched in order: ``site-packages`` folders, and any other entry that
+    holds a binary torch (``pip install --target DIR`` plus ``PYTHONPATH``) -- a ``torch``
+    folder without DLLs elsewhere (a source checkout in the current directory) is left to the
+    source-tree check. Then the user site, then other environments guessed from PATH entries.
+    ``python_version`` (``"3.11.9"``) picks the ``_C`` extension CPython would import.
+    """
+    seen: Dict[str, str] = {}
+    order: List[Tuple[str, str, bool]] = []
+    user_key = _norm_key(user_site) if user_site else None
+
+    def add(site: Optional[str], scope: str, require_dlls: bool = False) -> None:
         if not site:
             return
-        key = site.rstrip("\\/").lower()
+        key = _norm_key(site)
         if key in seen:
             return
         seen[key] = scope
-        order.append((site.rstrip("\\/"), scope))
+        order.append((site.rstrip("\\/"), scope, require_dlls))
 
     for p in sys_path:
-        if p and p.lower().rstrip("\\/").endswith(("site-packages", "dist-packages")):
-            add(p, "user" if user_site and p.lower() == user_site.lower() else "env")
+        if not p:
+            continue
+        key = _norm_key(p)
+        if key.endswith(("site-packages", "dist-packages")):
+            add(p, "user" if user_key is not None and key == user_key else "env")
+        elif not key.endswith(".zip"):
+            add(p, "env", require_dlls=True)
     add(user_site, "user")
     for entry in path_entries:
-        add(_site_from_path_entry(entry), "other")
+        for site in _sites_from_path_entry(entry):
+            add(site, "other")
 
     torch: List[TorchInstall] = []
     companions: List[CompanionInstall] = []
-    for site, scope in order:
-        t = _torch_at(view, site, scope)
+    for site, scope, require_dlls in order:
+        t = _torch_at(view, site, scope, require_dlls=require_dlls, python_version=python_version)
         if t is not None:
             torch.append(t)
+        if require_dlls and t is None:
+            continue
         for name in COMPANIONS:
             comp = _companion_at(view, site, name, scope)
             if comp is not None:
