@@ -50,6 +50,7 @@ def diagnose_context(
         view, py.sys_path,
         user_site=py.user_site if py.user_site_enabled else None,
         path_entries=[*ctx.path, *_registry_path_entries(snapshot)],
+        python_version=py.version or None,
     )
     replays: List[TorchReplay] = []
     extensions: Tuple[ExtensionReplay, ...] = ()
