@@ -60,7 +60,17 @@ def test_json_output_validates_against_the_shipped_schema(seed_report: Report) -
 def test_text_fits_80_columns_and_has_no_colour_off_a_tty(seed_report: Report, monkeypatch: pytest.MonkeyPatch) -> None:
     text = render_text(seed_report, stream=io.StringIO())
     assert "\033[" not in text
-    too_long = [line for line in text.splitlines() if len(line) > 80]
+    # prose wraps at 80 columns; commands are printed whole so they can be copied
+    too_long, in_commands = [], False
+    for line in text.splitlines():
+        if line in ("   powershell:", "   cmd:", "   bash:"):
+            in_commands = True
+            continue
+        if in_commands and line.startswith("     "):
+            continue
+        in_commands = False
+        if len(line) > 80:
+            too_long.append(line)
     assert too_long == []
 
 
