@@ -180,10 +180,11 @@ def _use_colour(stream: Optional[TextIO]) -> bool:
 _COLOURS = {"error": "\033[31m", "warning": "\033[33m", "info": "\033[36m", "ok": "\033[32m"}
 
 
-def _wrap(text: str, width: int, indent: str) -> List[str]:
+def _wrap(text: str, width: int, indent: str, subsequent: Optional[str] = None) -> List[str]:
     import textwrap
 
-    return textwrap.wrap(text, width=width, initial_indent=indent, subsequent_indent=indent,
+    return textwrap.wrap(text, width=width, initial_indent=indent,
+                         subsequent_indent=indent if subsequent is None else subsequent,
                          break_long_words=True, break_on_hyphens=False) or [indent.rstrip()]
 
 
@@ -214,7 +215,7 @@ def render_text(report: Report, *, width: int = 80, stream: Optional[TextIO] = N
     for n, f in enumerate(report.findings, 1):
         plain_tag = f"[{f.severity.value.upper()}, {f.confidence.value}] ({f.id})"
         tag = f"[{paint(f.severity.value, f.severity.value.upper())}, {f.confidence.value}] ({f.id})"
-        head = _wrap(f"{n}. {f.title}", width, "")
+        head = _wrap(f"{n}. {f.title}", width, "", "   ")
         if len(head[-1]) + 2 + len(plain_tag) <= width:
             head[-1] = f"{head[-1]}  {tag}"
             lines += head
