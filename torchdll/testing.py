@@ -84,7 +84,7 @@ def torch_dlls(version: str, *, python_dll: str = "python311.dll") -> Tuple[Torc
         cpu_imports["fbgemm.dll"] = ("fbgemm_init",)
     if (2, 3) <= key[:2] < (2, 4):
         cpu_imports["mkl_intel_thread.1.dll"] = ("mkl_blas_sgemm",)
-    if key >= (2, 9):
+    if key >= (2, 14):  # measured: 2.14.1's torch_cpu.dll imports it, 2.9.1's does not
         cpu_imports["VCRUNTIME140_THREADS.dll"] = ("_Thrd_create",)
     dlls.append(TorchDll("torch_cpu.dll", cpu_imports, CPU_EXPORTS))
     dlls.append(TorchDll("shm.dll", {"torch_cpu.dll": CPU_EXPORTS[:1], "c10.dll": C10_EXPORTS[:1], **vc},
@@ -92,7 +92,7 @@ def torch_dlls(version: str, *, python_dll: str = "python311.dll") -> Tuple[Torc
     py_imports: Dict[str, Tuple[Union[str, int], ...]] = {
         python_dll: PY_IMPORTS, "torch_cpu.dll": CPU_EXPORTS, "c10.dll": C10_EXPORTS,
         "shm.dll": ("shm_open",), **vc}
-    if key >= (2, 9):
+    if key >= (2, 14):  # likewise torch_python.dll
         py_imports["MSVCP140_ATOMIC_WAIT.dll"] = ("__std_atomic_wait_direct",)
     dlls.append(TorchDll("torch_python.dll", py_imports, ("initModule",)))
     return tuple(dlls)

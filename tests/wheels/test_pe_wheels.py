@@ -7,7 +7,6 @@ The wheels are downloaded once by exact version (tests/support/wheelcache.py; po
 from __future__ import annotations
 
 import struct
-import time
 import tracemalloc
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
@@ -116,33 +115,23 @@ def test_torch_cpu_exports_complete(torch_lib: Path, lifted_pefile_caps: None) -
     assert facts.machine is Machine.AMD64 and facts.is_dll and facts.warnings == ()
 
 
-def test_torch_cpu_speed_and_memory(torch_lib: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_torch_cpu_is_read_without_loading_the_file_and_round_trips_the_cache(
+        torch_lib: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Speed is measured by benchmarks/bench_pe.py, not here; this checks the property behind it:
+    # the 125 MiB file is mapped, never read into Python memory.
     path = torch_lib / "torch_cpu.dll"
     assert path.stat().st_size > 100 << 20
-    _pe.read_facts(path, use_cache=False)  # warm the page cache
     tracemalloc.start()
-    start = time.perf_counter()
     cold = _pe.read_facts(path, use_cache=False)
-    cold_s = time.perf_counter() - start
     _cur, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    # Goal 0.5 s (benchmarks/bench_pe.py measures ~0.1 s); a loose bound against regressions.
-    assert cold_s < 1.0, f"cold read took {cold_s:.3f} s"
     assert peak < 64 << 20, f"peak traced memory {peak >> 20} MiB for a {path.stat().st_size >> 20} MiB file"
 
     monkeypatch.setenv("TORCHDLL_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("TORCHDLL_NO_CACHE", raising=False)
     _pe.read_facts(path)  # fills the cache
-    best = min(_timed(lambda: _pe.read_facts(path)) for _ in range(5))
-    assert best < 0.05, f"cached read took {best * 1000:.1f} ms"  # goal 5 ms
     warm = _pe.read_facts(path)
     assert warm == cold
-
-
-def _timed(fn: Any) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def test_torch_python_imports_complete(torch_lib: Path, lifted_pefile_caps: None) -> None:
