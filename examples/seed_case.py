@@ -29,7 +29,7 @@ from __future__ import annotations
 import sys
 import tempfile
 
-from torchdll.diagnose import diagnose
+from torchdll.diagnosis import diagnose
 from torchdll.report import Report, render_text
 from torchdll.testing import MSVCP, WindowsEnv
 

@@ -40,12 +40,29 @@ _LAZY = {
     "collect_snapshot": "torchdll.snapshot",
     "load_offline": "torchdll.snapshot",
     # diagnosis
-    "diagnose": "torchdll.diagnose",
+    "diagnose": "torchdll.diagnosis",
     "Report": "torchdll.report",
     "Finding": "torchdll.report",
     "Prediction": "torchdll.report",
     "Severity": "torchdll.report",
     "Confidence": "torchdll.report",
+    # the import guard, its errors, and the run-time probe
+    "safe_import_torch": "torchdll.guard",
+    "import_torch": "torchdll.guard",
+    "probe_dll": "torchdll.probe",
+    "ProbeResult": "torchdll.probe",
+    "TorchDLLError": "torchdll.errors",
+    "DllNotFoundError": "torchdll.errors",
+    "ProcedureNotFoundError": "torchdll.errors",
+    "BadImageError": "torchdll.errors",
+    "DllInitError": "torchdll.errors",
+    "CommitLimitError": "torchdll.errors",
+    "BlockedByPolicyError": "torchdll.errors",
+    "DllAccessDeniedError": "torchdll.errors",
+    "PathTooLongError": "torchdll.errors",
+    "DllLoadError": "torchdll.errors",
+    "PrecheckWarning": "torchdll.errors",
+    "ProbeError": "torchdll.errors",
     # PATH: the current process and the persistent Windows Path
     "sanitize_path": "torchdll.sanitize",
     "PathPolicy": "torchdll.sanitize",
@@ -67,7 +84,7 @@ _LAZY = {
 
 __all__ = ["__version__", *sorted(_LAZY)]
 
-_RENAMED = {"read_image_facts": "read_facts", "collect_snapshot": "collect"}
+_RENAMED = {"read_image_facts": "read_facts", "collect_snapshot": "collect", "probe_dll": "probe"}
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from ._pe import read_facts as read_image_facts  # noqa: F401
@@ -95,7 +112,24 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         undo_path_repair,
     )
     from .sanitize import PathPolicy, SanitizeResult, sanitize_path  # noqa: F401
-    from .diagnose import diagnose  # noqa: F401
+    from .diagnosis import diagnose  # noqa: F401
+    from .errors import (  # noqa: F401
+        BadImageError,
+        BlockedByPolicyError,
+        CommitLimitError,
+        DllAccessDeniedError,
+        DllInitError,
+        DllLoadError,
+        DllNotFoundError,
+        PathTooLongError,
+        PrecheckWarning,
+        ProbeError,
+        ProcedureNotFoundError,
+        TorchDLLError,
+    )
+    from .guard import import_torch, safe_import_torch  # noqa: F401
+    from .probe import ProbeResult  # noqa: F401
+    from .probe import probe as probe_dll  # noqa: F401
     from .report import Confidence, Finding, Prediction, Report, Severity  # noqa: F401
 
 

@@ -32,7 +32,11 @@ __all__ = [
     "HKLM",
     "KNOWN_DLLS_KEY",
     "LONG_PATHS_KEY",
+    "LOAD_LIBRARY_SEARCH_DEFAULT_DIRS",
+    "LOAD_LIBRARY_SEARCH_DLL_LOAD_DIR",
     "MAX_PATH",
+    "SEM_FAILCRITICALERRORS",
+    "SEM_NOOPENFILEERRORBOX",
     "REG_TYPE_NAMES",
     "SESSION_MANAGER_KEY",
     "SYSTEM_ENVIRONMENT_KEY",
@@ -58,6 +62,16 @@ ERROR_SUCCESS = 0
 ERROR_ACCESS_DENIED = 5
 ERROR_INSUFFICIENT_BUFFER = 122
 ERROR_MOD_NOT_FOUND = 126
+
+#: libloaderapi.h ``LoadLibraryExW`` flags (the ones torch and CPython pass: 0x1100).
+LOAD_LIBRARY_SEARCH_DLL_LOAD_DIR = 0x00000100
+LOAD_LIBRARY_SEARCH_DEFAULT_DIRS = 0x00001000
+#: errhandlingapi.h ``SetThreadErrorMode`` modes: no "missing DLL"/"critical error" dialog boxes
+#: during a probe (CPython sets SEM_FAILCRITICALERRORS around extension-module loads).
+SEM_FAILCRITICALERRORS = 0x0001
+SEM_NOOPENFILEERRORBOX = 0x8000
+#: verrsrc.h ``VS_FIXEDFILEINFO.dwSignature``.
+VS_FFI_SIGNATURE = 0xFEEF04BD
 
 #: winnt.h ``REG_*`` value types.
 REG_TYPE_NAMES: Dict[int, str] = {
@@ -160,6 +174,7 @@ class WinApi:
         *,
         user32: Any = None,
         shell32: Any = None,
+        version: Any = None,
     ) -> None:
         self._kernel32 = kernel32
         self._psapi = psapi
@@ -167,6 +182,7 @@ class WinApi:
         self._get_last_error = get_last_error
         self._user32 = user32
         self._shell32 = shell32
+        self._version = version
         self._declared: Dict[Tuple[int, str], Any] = {}
         #: Problems met while reading (access denied, unexpected types...), for the snapshot.
         self.notes: List[str] = []
@@ -268,6 +284,27 @@ class WinApi:
             ),
             # shlobj_core.h: BOOL IsUserAnAdmin(void) -- TRUE only for an elevated token.
             "IsUserAnAdmin": ([], wintypes.BOOL),
+            # libloaderapi.h: load probes (torchdll.probe) and loaded-module queries (guard)
+            "LoadLibraryExW": ([wintypes.LPCWSTR, wintypes.HANDLE, wintypes.DWORD], wintypes.HMODULE),
+            "FreeLibrary": ([wintypes.HMODULE], wintypes.BOOL),
+            "GetModuleHandleW": ([wintypes.LPCWSTR], wintypes.HMODULE),
+            # errhandlingapi.h: BOOL SetThreadErrorMode(DWORD dwNewMode, LPDWORD lpOldMode)
+            "SetThreadErrorMode": ([wintypes.DWORD, ctypes.POINTER(wintypes.DWORD)], wintypes.BOOL),
+            # winver.h (version.dll)
+            "GetFileVersionInfoSizeW": ([wintypes.LPCWSTR, ctypes.POINTER(wintypes.DWORD)], wintypes.DWORD),
+            "GetFileVersionInfoW": (
+                [wintypes.LPCWSTR, wintypes.DWORD, wintypes.DWORD, wintypes.LPVOID],
+                wintypes.BOOL,
+            ),
+            "VerQueryValueW": (
+                [
+                    wintypes.LPCVOID,
+                    wintypes.LPCWSTR,
+                    ctypes.POINTER(wintypes.LPVOID),
+                    ctypes.POINTER(wintypes.UINT),
+                ],
+                wintypes.BOOL,
+            ),
         }
         argtypes, restype = signatures[name]
         fn = getattr(lib, name)
@@ -597,3 +634,84 @@ class WinApi:
         sent = fn(HWND_BROADCAST, WM_SETTINGCHANGE, 0, "Environment", SMTO_ABORTIFHUNG,
                   int(timeout_ms), ctypes.byref(result))
         return bool(sent)
+
+
+    # ----------------------------------------------------------------------------------------
+    # Load probes and loaded modules (torchdll.probe, torchdll.guard)
+    # ----------------------------------------------------------------------------------------
+
+    @property
+    def version_dll(self) -> Any:
+        """version.dll (``GetFileVersionInfoSizeW``/``GetFileVersionInfoW``/``VerQueryValueW``)."""
+        if self._version is None:
+            self._version = _load_library("version")
+        return self._version
+
+    def load_library_ex(self, path: str, flags: int) -> int:
+        """``LoadLibraryExW(path, NULL, flags)``: the module handle, or :class:`WinApiError`
+        with the loader's code (126, 127, 193, 1114...) read through ``use_last_error``.
+
+        The caller owns the reference: :meth:`free_library` releases it.
+        """
+        fn = self._fn(self.kernel32, "LoadLibraryExW")
+        handle = fn(path, None, int(flags))
+        if not handle:
+            raise self._fail("LoadLibraryExW")
+        return int(handle)
+
+    def free_library(self, handle: int) -> None:
+        """``FreeLibrary``; :class:`WinApiError` on failure."""
+        if not self._fn(self.kernel32, "FreeLibrary")(handle):
+            raise self._fail("FreeLibrary")
+
+    def module_handle(self, name: str) -> Optional[int]:
+        """``GetModuleHandleW(name)``: the handle of a loaded module (by base name or full path),
+        ``None`` when no module of that name is loaded. No reference is taken."""
+        handle = self._fn(self.kernel32, "GetModuleHandleW")(name)
+        return int(handle) if handle else None
+
+    def set_thread_error_mode(self, mode: int) -> int:
+        """``SetThreadErrorMode(mode, &old)``: returns the previous mode."""
+        from ctypes import wintypes
+
+        old = wintypes.DWORD(0)
+        if not self._fn(self.kernel32, "SetThreadErrorMode")(int(mode), ctypes.byref(old)):
+            raise self._fail("SetThreadErrorMode")
+        return int(old.value)
+
+    def file_version(self, path: str) -> Optional[Tuple[int, int, int, int]]:
+        """The ``FileVersion`` of the ``VS_FIXEDFILEINFO`` in a file's version resource
+        (``GetFileVersionInfoSizeW``, ``GetFileVersionInfoW``, ``VerQueryValueW(..., "\\")``);
+        ``None`` when the file has no version resource (or it cannot be read)."""
+        from ctypes import wintypes
+
+        lib = self.version_dll
+        handle = wintypes.DWORD(0)
+        size = int(self._fn(lib, "GetFileVersionInfoSizeW")(path, ctypes.byref(handle)))
+        if size == 0:
+            return None
+        data = ctypes.create_string_buffer(size)
+        if not self._fn(lib, "GetFileVersionInfoW")(path, 0, size, data):
+            return None
+        pointer = wintypes.LPVOID()
+        length = wintypes.UINT(0)
+        if not self._fn(lib, "VerQueryValueW")(data, "\\", ctypes.byref(pointer), ctypes.byref(length)):
+            return None
+        if not pointer.value or int(length.value) < 16:
+            return None
+        fixed = ctypes.string_at(pointer.value, 16)
+        import struct
+
+        signature, _struc, ms, ls = struct.unpack("<IIII", fixed)
+        if signature != VS_FFI_SIGNATURE:
+            return None
+        return (ms >> 16, ms & 0xFFFF, ls >> 16, ls & 0xFFFF)
+
+    def loaded_module_version(self, name: str) -> Optional[Tuple[str, Optional[Tuple[int, int, int, int]]]]:
+        """``(full path, FileVersion)`` of a loaded module (by base name), ``None`` if no module
+        of that name is loaded. The version comes from the file's version resource."""
+        handle = self.module_handle(name)
+        if handle is None:
+            return None
+        path = self.module_file_name(handle)
+        return path, self.file_version(path)

@@ -100,7 +100,7 @@ def _print_simulation(sim: "Simulation", out: TextIO, *, verbose: bool,
 
 
 def _cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
-    from .diagnose import diagnose
+    from .diagnosis import diagnose
     from .report import write
 
     fmt = "json" if args.json else ("markdown" if args.markdown else "text")
@@ -360,9 +360,10 @@ def _parser() -> argparse.ArgumentParser:
     snap = sub.add_parser("snapshot", help="capture this machine's loader facts as JSON")
     snap.add_argument("--output", "-o", metavar="FILE")
 
-    from . import _cli_path
+    from . import _cli_path, _cli_probe
 
     _cli_path.configure_parser(sub)
+    _cli_probe.configure_parser(sub)
     return parser
 
 
@@ -373,10 +374,11 @@ def main(argv: Optional[Sequence[str]] = None, out: Optional[TextIO] = None) -> 
     stream = out or sys.stdout
     parser = _parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
-    from . import _cli_path
+    from . import _cli_path, _cli_probe
 
     handlers = {"doctor": _cmd_doctor, "explain": _cmd_explain, "demo": _cmd_demo, "resolve": _cmd_resolve, "closure": _cmd_closure,
-                "pe": _cmd_pe, "snapshot": _cmd_snapshot, "fix-path": _cli_path.execute}
+                "pe": _cmd_pe, "snapshot": _cmd_snapshot, "fix-path": _cli_path.execute,
+                "probe": _cli_probe.execute}
     if args.command is None:
         args = parser.parse_args(["doctor"])
     if getattr(args, "flags", 0) is None:

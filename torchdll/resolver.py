@@ -51,6 +51,7 @@ __all__ = [
     "ERROR_BAD_EXE_FORMAT",
     "ERROR_INVALID_PARAMETER",
     "ERROR_MOD_NOT_FOUND",
+    "effective_flags",
     "machine_compatible",
     "normalize_name",
     "resolve",
@@ -117,14 +118,32 @@ def _dirs_standard(ctx: LoadContext, first: Tuple[Rule, str], flags: int) -> Lis
     return dirs + [(Rule.PATH, p) for p in ctx.path]
 
 
+def effective_flags(ctx: LoadContext, flags: int) -> int:
+    """The flags a search really uses. After ``SetDefaultDllDirectories``, a call without
+    ``LOAD_LIBRARY_SEARCH_*`` flags uses the process default, and ``LOAD_WITH_ALTERED_SEARCH_PATH``
+    becomes ``LOAD_LIBRARY_SEARCH_DLL_LOAD_DIR`` plus the default (Wine's LdrGetDllPath; the 87 for
+    a relative name is reproduced on Windows by java-native-access/jna#1614 and
+    JuliaLang/julia#47775)."""
+    if flags & SEARCH_MASK or not ctx.default_flags:
+        return flags
+    default = ctx.default_flags & SEARCH_MASK
+    if flags & _F.LOAD_WITH_ALTERED_SEARCH_PATH:
+        return (flags & ~int(_F.LOAD_WITH_ALTERED_SEARCH_PATH)) | int(_F.SEARCH_DLL_LOAD_DIR) | default
+    return flags | default
+
+
 def search_dirs(
     ctx: LoadContext, flags: int = 0, load_dir: Optional[str] = None
 ) -> List[Tuple[Rule, str]]:
-    """The folders a bare-name search visits, in order, for these flags (modes A-D)."""
+    """The folders a bare-name search visits, in order, for these flags (modes A-D).
+
+    ``AddDllDirectory`` folders are searched **last added first**: Microsoft leaves the order
+    unspecified, but Wine's conformance test ``test_LoadLibraryEx_search_flags``, which also runs
+    on Windows, expects it, and Wine 8 measured the same.
+    """
+    flags = effective_flags(ctx, flags)
     search = flags & SEARCH_MASK
     altered = bool(flags & _F.LOAD_WITH_ALTERED_SEARCH_PATH)
-    if not search and not altered and ctx.default_flags:
-        search = ctx.default_flags & SEARCH_MASK
     if search:  # mode A
         dirs: List[Tuple[Rule, str]] = []
         if search & _F.SEARCH_DLL_LOAD_DIR and load_dir:
@@ -132,7 +151,7 @@ def search_dirs(
         if search & (_F.SEARCH_APPLICATION_DIR | _F.SEARCH_DEFAULT_DIRS):
             dirs.append((Rule.APP_DIR, ctx.app_dir))
         if search & (_F.SEARCH_USER_DIRS | _F.SEARCH_DEFAULT_DIRS):
-            dirs.extend((Rule.USER_DIR, d) for d in ctx.user_dirs)
+            dirs.extend((Rule.USER_DIR, d) for d in reversed(ctx.user_dirs))
             if ctx.dll_directory:
                 dirs.append((Rule.DLL_DIRECTORY, ctx.dll_directory))
         if search & (
@@ -140,10 +159,9 @@ def search_dirs(
         ):
             dirs.append((Rule.SYSTEM32, ctx.system32))
         return dirs
-    if altered and load_dir:  # mode C
-        return _dirs_standard(ctx, (Rule.ALTERED_DIR, load_dir), flags)
-    if ctx.dll_directory is not None:  # mode D
-        dirs = [(Rule.APP_DIR, ctx.app_dir)]
+    first = (Rule.ALTERED_DIR, load_dir) if altered and load_dir else (Rule.APP_DIR, ctx.app_dir)
+    if ctx.dll_directory is not None:  # mode D (and C with SetDllDirectory: same routine)
+        dirs = [first]
         if ctx.dll_directory:
             dirs.append((Rule.DLL_DIRECTORY, ctx.dll_directory))
         dirs += [
@@ -152,7 +170,7 @@ def search_dirs(
             (Rule.WINDOWS_DIR, ctx.windows_dir),
         ]
         return dirs + [(Rule.PATH, p) for p in ctx.path]
-    return _dirs_standard(ctx, (Rule.APP_DIR, ctx.app_dir), flags)  # mode B
+    return _dirs_standard(ctx, first, flags)  # mode B, or C with the DLL's folder first
 
 
 _INVALID_PATH_CHARS = '"<>|?*'
@@ -266,6 +284,13 @@ def resolve(
 
     if top_level:
         search_bits = flags & SEARCH_MASK
+        if (flags & _F.LOAD_WITH_ALTERED_SEARCH_PATH and not search_bits and ctx.default_flags
+                and not _is_absolute(norm)):
+            return Resolution(
+                name, None, None, error=ERROR_INVALID_PARAMETER,
+                notes=("after SetDefaultDllDirectories, LOAD_WITH_ALTERED_SEARCH_PATH acts as "
+                       "LOAD_LIBRARY_SEARCH_DLL_LOAD_DIR, which needs a fully qualified path",),
+            )
         if flags & _F.LOAD_WITH_ALTERED_SEARCH_PATH and search_bits:
             return Resolution(
                 name, None, None, error=ERROR_INVALID_PARAMETER,
@@ -357,5 +382,10 @@ def resolve(
                     )
             return Resolution(name, found, rule, tuple(search.candidates),
                               notes=(*notes, *search.notes))
+    if any(c.outcome is Skip.WRONG_MACHINE for c in search.candidates):
+        # Only files of another machine: the search skips them, then fails with 193
+        # (oracle/odpi#49; Wine's find_dll_file turns it into STATUS_INVALID_IMAGE_FORMAT).
+        return Resolution(name, None, None, tuple(search.candidates), ERROR_BAD_EXE_FORMAT,
+                          notes=(*notes, *search.notes, "only files built for another machine were found"))
     return Resolution(name, None, None, tuple(search.candidates), ERROR_MOD_NOT_FOUND,
                       notes=(*notes, *search.notes))

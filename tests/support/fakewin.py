@@ -30,16 +30,21 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from torchdll._win32 import WinApi
 
 __all__ = [
+    "FakeAddedDllDirectory",
+    "FakeDllDirectories",
     "FakeFunction",
     "FakeHKEY",
     "FakeKernel32",
+    "FakeLoaderKernel32",
     "FakePsapi",
     "FakeShell32",
     "FakeUser32",
+    "FakeVersionDll",
     "FakeWinreg",
     "FakeWriteHKEY",
     "RegistryFaults",
     "fake_api",
+    "fake_loader_api",
     "fake_repair_api",
     "typical_registry",
 ]
@@ -704,3 +709,274 @@ def fake_repair_api(
         user32=FakeUser32(fail=broadcast_fails),
         shell32=FakeShell32(admin=admin),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Loading DLLs, loaded-module queries, version resources (torchdll.probe, torchdll.guard)
+# --------------------------------------------------------------------------------------------
+
+ERROR_INVALID_PARAMETER = 87
+ERROR_RESOURCE_TYPE_NOT_FOUND = 1813
+#: verrsrc.h
+_VS_FFI_SIGNATURE = 0xFEEF04BD
+_VS_FFI_STRUCVERSION = 0x00010000
+#: Offset of VS_FIXEDFILEINFO in a VS_VERSIONINFO block: wLength, wValueLength, wType (6 bytes),
+#: L"VS_VERSION_INFO\0" (32 bytes), padding to a 32-bit boundary (2 bytes).
+_FIXED_OFFSET = 40
+_FIXED_SIZE = 52
+
+
+def _base_name(path: str) -> str:
+    return path.replace("/", "\\").rsplit("\\", 1)[-1].lower()
+
+
+class FakeLoaderKernel32(FakeKernel32):
+    """:class:`FakeKernel32` that also loads DLLs: ``LoadLibraryExW``, ``FreeLibrary``,
+    ``GetModuleHandleW``, ``SetThreadErrorMode``.
+
+    ``outcomes`` maps a full path or a base name (case-insensitive) to the Win32 error its load
+    fails with (126, 1114...); every other name loads (it is appended to :attr:`modules`, so
+    ``GetModuleFileNameW`` and ``EnumProcessModules`` see it). A bare name is taken as already
+    loaded when a module of that base name is; a path containing a separator is loaded as that
+    path. ``LOAD_LIBRARY_SEARCH_DLL_LOAD_DIR`` (0x100) with a relative name fails with 87, as on
+    Windows. ``loads`` records ``(name, flags)`` of every call; ``refcounts`` the references.
+    """
+
+    LoadLibraryExW: FakeFunction
+    FreeLibrary: FakeFunction
+    GetModuleHandleW: FakeFunction
+    SetThreadErrorMode: FakeFunction
+
+    def __init__(self, modules: Sequence[str], *, outcomes: Optional[Dict[str, int]] = None,
+                 **kwargs: Any) -> None:
+        super().__init__(modules, **kwargs)
+        self.outcomes = {k.lower(): v for k, v in (outcomes or {}).items()}
+        self.loads: List[Tuple[str, int]] = []
+        self.refcounts: Dict[int, int] = {}
+        self.error_mode = 0
+        self._export("LoadLibraryExW", self._load_library_ex)
+        self._export("FreeLibrary", self._free_library)
+        self._export("GetModuleHandleW", self._get_module_handle)
+        self._export("SetThreadErrorMode", self._set_thread_error_mode)
+
+    def _find(self, name: str) -> Optional[int]:
+        by_path = "\\" in name or "/" in name
+        for i, path in enumerate(self.modules):
+            if (path.lower() == name.lower()) if by_path else (_base_name(path) == _base_name(name)):
+                return i
+        return None
+
+    def _load_library_ex(self, name: Any, reserved: Any, flags: int) -> int:
+        self.loads.append((str(name), int(flags)))
+        if reserved not in (None, 0):
+            self.last_error = ERROR_INVALID_PARAMETER
+            return 0
+        text = str(name)
+        absolute = len(text) > 2 and text[1] == ":" and text[2] in "\\/" or text.startswith("\\\\")
+        if flags & 0x100 and not absolute:
+            self.last_error = ERROR_INVALID_PARAMETER
+            return 0
+        code = self.outcomes.get(text.lower(), self.outcomes.get(_base_name(text)))
+        if code:
+            self.last_error = code
+            return 0
+        index = self._find(text)
+        if index is None:
+            self.modules.append(text)
+            index = len(self.modules) - 1
+        handle = self.handle_of(index)
+        self.refcounts[handle] = self.refcounts.get(handle, 0) + 1
+        self.last_error = ERROR_SUCCESS
+        return handle
+
+    def _free_library(self, handle: Any) -> int:
+        if not self.refcounts.get(handle):
+            self.last_error = ERROR_INVALID_HANDLE
+            return 0
+        self.refcounts[handle] -= 1
+        return 1
+
+    def _get_module_handle(self, name: Any) -> int:
+        if name is None:
+            return self.handle_of(0)
+        index = self._find(str(name))
+        if index is None:
+            self.last_error = ERROR_MOD_NOT_FOUND
+            return 0
+        return self.handle_of(index)
+
+    def _set_thread_error_mode(self, mode: int, old: Any) -> int:
+        if old is not None:
+            _deref(old).value = self.error_mode
+        self.error_mode = int(mode)
+        return 1
+
+
+class FakeVersionDll(_FakeLib):
+    """version.dll over ``files``: full path (case-insensitive) -> FileVersion ``(a, b, c, d)``.
+
+    ``GetFileVersionInfoW`` writes a ``VS_VERSIONINFO`` block whose ``VS_FIXEDFILEINFO`` sits at
+    its real offset (40) and ``VerQueryValueW(block, "\\\\")`` points into the caller's buffer, as
+    on Windows. A file not in ``files`` has no version resource (size 0, error 1813).
+    """
+
+    GetFileVersionInfoSizeW: FakeFunction
+    GetFileVersionInfoW: FakeFunction
+    VerQueryValueW: FakeFunction
+
+    def __init__(self, files: Optional[Dict[str, Tuple[int, int, int, int]]] = None) -> None:
+        self.files = {k.lower(): v for k, v in (files or {}).items()}
+        self.last_error = ERROR_SUCCESS
+        self._export("GetFileVersionInfoSizeW", self._size)
+        self._export("GetFileVersionInfoW", self._info)
+        self._export("VerQueryValueW", self._query)
+
+    def _block(self, version: Tuple[int, int, int, int]) -> bytes:
+        import struct
+
+        a, b, c, d = version
+        fixed = struct.pack("<13I", _VS_FFI_SIGNATURE, _VS_FFI_STRUCVERSION, (a << 16) | b, (c << 16) | d,
+                            (a << 16) | b, (c << 16) | d, 0x3F, 0, 0x40004, 2, 0, 0, 0)
+        key = "VS_VERSION_INFO\0".encode("utf-16-le")
+        head = struct.pack("<HHH", _FIXED_OFFSET + _FIXED_SIZE, _FIXED_SIZE, 0) + key + b"\0\0"
+        assert len(head) == _FIXED_OFFSET
+        return head + fixed
+
+    def _size(self, path: Any, handle: Any) -> int:
+        if handle is not None:
+            _deref(handle).value = 0
+        version = self.files.get(str(path).lower())
+        if version is None:
+            self.last_error = ERROR_RESOURCE_TYPE_NOT_FOUND
+            return 0
+        return len(self._block(version))
+
+    def _info(self, path: Any, handle: int, size: int, data: Any) -> int:
+        version = self.files.get(str(path).lower())
+        if version is None:
+            self.last_error = ERROR_RESOURCE_TYPE_NOT_FOUND
+            return 0
+        block = self._block(version)
+        if size < len(block) or ctypes.sizeof(data) < size:
+            self.last_error = ERROR_INSUFFICIENT_BUFFER
+            return 0
+        ctypes.memmove(data, block, len(block))
+        return 1
+
+    def _query(self, block: Any, sub_block: str, pointer: Any, length: Any) -> int:
+        if sub_block != "\\":
+            return 0
+        raw = ctypes.string_at(ctypes.addressof(block), _FIXED_OFFSET + _FIXED_SIZE)
+        import struct
+
+        if struct.unpack_from("<I", raw, _FIXED_OFFSET)[0] != _VS_FFI_SIGNATURE:
+            return 0
+        _deref(pointer).value = ctypes.addressof(block) + _FIXED_OFFSET
+        _deref(length).value = _FIXED_SIZE
+        return 1
+
+
+def fake_loader_api(
+    modules: Sequence[str] = (
+        "C:\\Python311\\python.exe",
+        "C:\\Windows\\SYSTEM32\\ntdll.dll",
+        "C:\\Windows\\System32\\KERNEL32.DLL",
+        "C:\\Python311\\python311.dll",
+        "C:\\Python311\\VCRUNTIME140.dll",
+    ),
+    *,
+    outcomes: Optional[Dict[str, int]] = None,
+    versions: Optional[Dict[str, Tuple[int, int, int, int]]] = None,
+) -> WinApi:
+    """A :class:`WinApi` whose kernel32 loads DLLs (:class:`FakeLoaderKernel32`) and whose
+    version.dll knows ``versions`` (full path -> FileVersion)."""
+    kernel32 = FakeLoaderKernel32(modules, outcomes=outcomes)
+    return WinApi(kernel32=kernel32, psapi=FakePsapi(kernel32), winreg=typical_registry(),
+                  get_last_error=kernel32.get_last_error, version=FakeVersionDll(versions))
+
+
+# --------------------------------------------------------------------------------------------
+# os.add_dll_directory with CPython's semantics (Lib/os.py, Modules/posixmodule.c)
+# --------------------------------------------------------------------------------------------
+
+
+class FakeDllDirectoryCookie:
+    """The capsule ``nt._add_dll_directory`` returns; closing it again is a TypeError."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.valid = True
+
+
+class FakeAddedDllDirectory:
+    """``os._AddedDllDirectory``: ``close()`` (a second one raises TypeError, as CPython's
+    ``_remove_dll_directory`` does with an invalidated capsule), context manager, no
+    ``__del__`` (dropping the handle does *not* remove the directory)."""
+
+    def __init__(self, path: str, cookie: FakeDllDirectoryCookie, owner: "FakeDllDirectories") -> None:
+        self.path: Optional[str] = path
+        self._cookie = cookie
+        self._owner = owner
+
+    def close(self) -> None:
+        self._owner._remove(self._cookie)
+        self.path = None
+
+    def __enter__(self) -> "FakeAddedDllDirectory":
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self.path:
+            return f"<AddedDllDirectory({self.path!r})>"
+        return "<AddedDllDirectory()>"
+
+
+class FakeDllDirectories:
+    """``os.add_dll_directory`` of CPython on Windows, for tests on any OS.
+
+    ``exists(path)`` says whether a directory exists (default: never). Semantics copied from
+    CPython: the path is passed as given to ``AddDllDirectory``; a relative path fails with
+    ``OSError`` [WinError 87] (ERROR_INVALID_PARAMETER), a missing folder with
+    ``FileNotFoundError`` [WinError 3]; the result has ``close()`` and a second close raises
+    ``TypeError("Provided cookie was not returned from os.add_dll_directory")``.
+    :attr:`active` lists the folders currently added (in order, duplicates kept: Windows
+    keeps one entry per successful call); :attr:`calls` every ``add_dll_directory`` call.
+    """
+
+    def __init__(self, exists: Optional[Callable[[str], bool]] = None) -> None:
+        self.exists = exists or (lambda path: False)
+        self.active: List[str] = []
+        self.calls: List[str] = []
+        self.removed: List[str] = []
+
+    def add_dll_directory(self, path: Any) -> FakeAddedDllDirectory:
+        import ntpath
+        import os as _os
+
+        text = _os.fspath(path)
+        self.calls.append(text)
+        if not isinstance(text, str):
+            raise TypeError("add_dll_directory: path should be string or os.PathLike, not bytes")
+        if not ntpath.isabs(text) or text.startswith("\\") and not text.startswith("\\\\"):
+            raise _winerror_with_filename(OSError, 87, "The parameter is incorrect", text)
+        if not self.exists(text):
+            raise _winerror_with_filename(FileNotFoundError, 3, "The system cannot find the path specified", text)
+        self.active.append(text)
+        return FakeAddedDllDirectory(text, FakeDllDirectoryCookie(text), self)
+
+    def _remove(self, cookie: FakeDllDirectoryCookie) -> None:
+        if not cookie.valid:
+            raise TypeError("Provided cookie was not returned from os.add_dll_directory")
+        cookie.valid = False
+        self.active.remove(cookie.path)
+        self.removed.append(cookie.path)
+
+
+def _winerror_with_filename(cls: type[OSError], code: int, text: str, filename: str) -> OSError:
+    posix = {FileNotFoundError: errno.ENOENT}.get(cls, errno.EINVAL)
+    exc = cls(posix, text, filename)
+    setattr(exc, "winerror", code)  # noqa: B010 - what a Windows OSError carries
+    return exc

@@ -22,7 +22,7 @@ from torchdll.checks.companions import (
     expected_torch,
     pip_install_args,
 )
-from torchdll.diagnose import diagnose, diagnose_context
+from torchdll.diagnosis import diagnose, diagnose_context
 from torchdll.report import Confidence, Finding, Severity
 from torchdll.testing import C10_EXPORTS, CPU_EXPORTS, PY_IMPORTS, WindowsEnv, torch_dlls
 

@@ -9,7 +9,7 @@ import pytest
 
 from torchdll import _data
 from torchdll.checks.openmp import check_openmp
-from torchdll.diagnose import diagnose, diagnose_context
+from torchdll.diagnosis import diagnose, diagnose_context
 from torchdll.report import Confidence, Finding, Severity
 from torchdll.testing import WindowsEnv, torch_dlls
 

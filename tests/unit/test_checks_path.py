@@ -16,7 +16,7 @@ import pytest
 from torchdll import _data
 from torchdll.checks import findings_of
 from torchdll.checks.path import check_path
-from torchdll.diagnose import diagnose, diagnose_context
+from torchdll.diagnosis import diagnose, diagnose_context
 from torchdll.report import Confidence, Finding, Report, Severity
 from torchdll.testing import C10_EXPORTS, MSVCP, TorchDll, WindowsEnv, torch_dlls
 

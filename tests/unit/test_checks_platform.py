@@ -10,7 +10,7 @@ import pytest
 
 from torchdll import _data
 from torchdll.checks.platform import check_platform
-from torchdll.diagnose import diagnose, diagnose_context
+from torchdll.diagnosis import diagnose, diagnose_context
 from torchdll.model import Machine
 from torchdll.report import Confidence, Finding, Severity
 from torchdll.snapshot import Snapshot

@@ -10,7 +10,7 @@ import pytest
 
 from torchdll import _data
 from torchdll.checks.runtime import check_runtime
-from torchdll.diagnose import diagnose, diagnose_context
+from torchdll.diagnosis import diagnose, diagnose_context
 from torchdll.report import Confidence, Finding, Severity
 from torchdll.testing import MSVCP, WindowsEnv
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from torchdll import _data
 from torchdll.checks import CHECKS, CheckContext, run_checks
 from torchdll.demo import build_seed_demo
-from torchdll.diagnose import diagnose
+from torchdll.diagnosis import diagnose
 from torchdll.report import Severity
 from torchdll.snapshot import collect
 from torchdll.testing import WindowsEnv

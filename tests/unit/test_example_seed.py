@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from torchdll.diagnose import diagnose
+from torchdll.diagnosis import diagnose
 from torchdll.report import Severity
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "seed_case.py"

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 
 from torchdll.demo import build_seed_demo
-from torchdll.diagnose import diagnose
+from torchdll.diagnosis import diagnose
 from torchdll.report import (
     Confidence, Evidence, Finding, Prediction, Report, Severity, render_json, render_markdown,
     render_text,

@@ -206,11 +206,26 @@ def test_process_default_flags_apply_when_call_has_none() -> None:
     assert res.rule is Rule.SYSTEM32
 
 
-def test_user_dirs_found_in_two_folders_is_noted() -> None:
+def test_user_dirs_are_searched_last_added_first_and_ambiguity_is_noted() -> None:
+    # Wine's conformance test test_LoadLibraryEx_search_flags (also run on Windows) expects the
+    # folder added last to win; Microsoft leaves the order unspecified, so it is noted.
     res = resolve("dep.dll", ctx(user_dirs=("C:\\user1", "C:\\user2")),
                   MemoryView({"C:\\user1\\dep.dll": X64, "C:\\user2\\dep.dll": X64}), flags=0x400)
-    assert res.rule is Rule.USER_DIR
+    assert (res.rule, res.path) == (Rule.USER_DIR, "C:\\user2\\dep.dll")
     assert any("does not specify" in n for n in res.notes)
+
+
+def test_altered_search_after_set_default_dll_directories() -> None:
+    c = ctx(default_flags=0x1000)
+    assert resolve("foo.dll", c, everywhere("foo.dll"), flags=0x8).error == 87
+    # an absolute name: its folder, then the default directories -- no PATH
+    assert _order(0x8, default_flags=0x1000) == [Rule.DLL_LOAD_DIR, Rule.APP_DIR, Rule.USER_DIR,
+                                                 Rule.USER_DIR, Rule.SYSTEM32]
+
+
+def test_altered_search_honours_set_dll_directory() -> None:
+    assert _order(0x8, dll_directory="C:\\setdll") == [
+        Rule.ALTERED_DIR, Rule.DLL_DIRECTORY, Rule.SYSTEM32, Rule.SYSTEM_DIR, Rule.WINDOWS_DIR, Rule.PATH]
 
 
 # -- mode B: standard search ----------------------------------------------------------------
@@ -298,10 +313,12 @@ def test_wrong_machine_is_skipped_during_search_and_search_goes_on() -> None:
     assert res.candidates[0] == Candidate(f"{APP}\\dep.dll", Rule.APP_DIR, Skip.WRONG_MACHINE)
 
 
-def test_only_wrong_machine_copies_is_126_during_search() -> None:
+def test_only_wrong_machine_copies_is_193_after_the_whole_search() -> None:
+    # oracle/odpi#49: an x86 OCI.DLL on PATH and no x64 one -> ERROR_BAD_EXE_FORMAT
     view = MemoryView({f"{APP}\\dep.dll": Machine.I386})
     res = resolve("dep.dll", ctx(), view)
-    assert res.error == 126
+    assert res.error == 193
+    assert [c.rule for c in res.candidates] == STANDARD  # searched to the end first
 
 
 def test_x86_process_takes_x86_copy() -> None:

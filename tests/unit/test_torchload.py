@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from torchdll.diagnose import diagnose_context
+from torchdll.diagnosis import diagnose_context
 from torchdll.installs import glob_order
 from torchdll.testing import WindowsEnv, torch_dlls
 from torchdll.torchload import loader_variant

@@ -17,7 +17,7 @@ from tests.support.tiers import unavailable
 from tests.support.torchlayout import APP, TORCH_VERSION, VENV, TorchLayout, build_torch_layout
 from tests.support.wheelcache import WheelUnavailable, extract, link_file, wheel
 from torchdll._data import default_known_dlls
-from torchdll.diagnose import diagnose
+from torchdll.diagnosis import diagnose
 from torchdll.report import Confidence, Finding, Report, Severity
 from torchdll.snapshot import PythonInfo, Snapshot
 

@@ -23,7 +23,7 @@ import pytest
 from tests.support.tiers import unavailable
 from tests.support.torchlayout import APP, VENV, WINE_X64
 from tests.support.wheelcache import WheelUnavailable, extract, link_dir, link_file, wheel
-from torchdll.diagnose import diagnose
+from torchdll.diagnosis import diagnose
 from torchdll.fsview import MirrorView
 from torchdll.report import Report, Severity
 from torchdll.snapshot import PythonInfo, Snapshot

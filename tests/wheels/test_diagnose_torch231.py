@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.torchlayout import build_torch_layout, layout_snapshot
-from torchdll.diagnose import diagnose
+from torchdll.diagnosis import diagnose
 
 pytestmark = pytest.mark.wheels
 
