@@ -88,6 +88,10 @@ class Edge:
     flags: int
     resolution: Resolution
     missing: Tuple[MissingSymbol, ...] = ()
+    #: for a delay-load edge: the error the delay helper's own load of the found DLL would
+    #: return (its dependencies), and the edge inside that load that causes it
+    load_error: Optional[int] = None
+    load_culprit: Optional["Edge"] = None
 
     @property
     def error(self) -> Optional[int]:
@@ -95,7 +99,7 @@ class Edge:
             return self.resolution.error
         if self.missing:
             return self.missing[0].error
-        return None
+        return self.load_error
 
 
 @dataclass(frozen=True)
@@ -207,6 +211,7 @@ class LoadSimulator:
         self.invalid: Dict[str, str] = {}
         self.done: Set[str] = set()  # modules whose imports were already checked
         self.origins: Dict[str, Origin] = {}  # lower-case path -> how it was loaded
+        self._map_forward: Optional[Callable[[str, Optional[Rule]], None]] = None
 
     def facts(self, path: str) -> Optional[ImageFacts]:
         key = path.lower()
@@ -253,6 +258,9 @@ class LoadSimulator:
                       load_dir=load_dir, loaded=loaded, apisets=self.apisets)
         if res.path is None:
             return MissingSymbol(symbol, exporter, chain + (fwd,), res.error or ERROR_MOD_NOT_FOUND)
+        if self._map_forward is not None and res.rule is not Rule.LOADED:
+            # the loader loads a forwarder's target module (with its imports) when it snaps
+            self._map_forward(res.path, res.rule)
         return self._lookup(res.path, target, flags, load_dir, loaded, chain + (fwd,))
 
     def _check_symbols(self, importer: str, edge_res: Resolution, names: Sequence[str],
@@ -285,7 +293,7 @@ class LoadSimulator:
     # -- one call ------------------------------------------------------------------------
     def run(self, call: LoadCall) -> CallResult:
         """Replay one load call and predict its outcome."""
-        self.edges: List[Edge] = []
+        edges: List[Edge] = []
         top = resolve(call.target, self.ctx, self.view, flags=call.flags,
                       loaded=self.loaded, apisets=self.apisets)
         if top.path is None:
@@ -297,61 +305,75 @@ class LoadSimulator:
         visible: Dict[str, str] = dict(self.loaded)
         mapped: List[str] = []
         mapped_keys: Set[str] = set()
-        rules: Dict[str, Optional[Rule]] = {top.path.lower(): top.rule}
-        first_error: Optional[Tuple[int, Optional[Edge], Optional[str]]] = None
+        rules: Dict[str, Optional[Rule]] = {}
+        errors: List[Tuple[int, Optional[Edge], Optional[str]]] = []
         delayed: List[Tuple[str, ImportedModule]] = []
-        pending_symbols: List[Tuple[str, Edge, Sequence[str], Sequence[int], int]] = []
+        pending: List[Tuple[Edge, Sequence[str], Sequence[int], int]] = []
 
-        stack = [top.path]
-        while stack:
-            path = stack.pop()
-            key = path.lower()
-            if key in mapped_keys or key in self.done:
-                continue
-            mapped.append(path)
-            mapped_keys.add(key)
-            visible.setdefault(_base(path), path)
-            facts = self.facts(path)
-            if facts is None:
-                if first_error is None:
-                    first_error = (ERROR_BAD_EXE_FORMAT, None, path)
-                continue
-            flags = facts.dependent_load_flags or call.flags
-            children: List[str] = []
-            for imp in facts.imports:
-                if imp.delay:
-                    delayed.append((path, imp))
+        def map_tree(root: str, rule: Optional[Rule]) -> None:
+            """Map ``root`` and its static imports, depth-first in import order."""
+            if root.lower() in mapped_keys or root.lower() in self.done:
+                return
+            rules.setdefault(root.lower(), rule)
+            visible.setdefault(_base(root), root)
+            stack = [root]
+            while stack:
+                path = stack.pop()
+                key = path.lower()
+                if key in mapped_keys or key in self.done:
                     continue
-                res = resolve(imp.dll, self.ctx, self.view, flags=flags, importer=path,
-                              load_dir=load_dir, loaded=visible, apisets=self.apisets)
-                edge = Edge(path, imp.dll, False, flags, res)
-                if res.path is None:
-                    self.edges.append(edge)
-                    if first_error is None:
-                        first_error = (res.error or ERROR_MOD_NOT_FOUND, edge, None)
+                mapped.append(path)
+                mapped_keys.add(key)
+                facts = self.facts(path)
+                if facts is None:
+                    errors.append((ERROR_BAD_EXE_FORMAT, None, path))
                     continue
-                pending_symbols.append((path, edge, imp.names, imp.ordinals, flags))
-                if res.rule is not Rule.LOADED and res.path.lower() not in self.done:
-                    visible.setdefault(_base(res.path), res.path)
-                    rules.setdefault(res.path.lower(), res.rule)
-                    children.append(res.path)
-            # depth-first in import order
-            stack.extend(reversed(children))
+                flags = facts.dependent_load_flags or call.flags
+                children: List[str] = []
+                for imp in facts.imports:
+                    if imp.delay:
+                        delayed.append((path, imp))
+                        continue
+                    res = resolve(imp.dll, self.ctx, self.view, flags=flags, importer=path,
+                                  load_dir=load_dir, loaded=visible, apisets=self.apisets)
+                    edge = Edge(path, imp.dll, False, flags, res)
+                    if res.path is None:
+                        edges.append(edge)
+                        errors.append((res.error or ERROR_MOD_NOT_FOUND, edge, None))
+                        continue
+                    pending.append((edge, imp.names, imp.ordinals, flags))
+                    if res.rule is not Rule.LOADED and res.path.lower() not in self.done:
+                        visible.setdefault(_base(res.path), res.path)
+                        rules.setdefault(res.path.lower(), res.rule)
+                        children.append(res.path)
+                stack.extend(reversed(children))
 
-        # snap imports: names and ordinals against exporters (after forwarders)
-        for importer, edge, names, ordinals, flags in pending_symbols:
-            missing = self._check_symbols(importer, edge.resolution, names, ordinals, flags,
-                                          load_dir, visible)
-            final = Edge(edge.importer, edge.name, False, flags, edge.resolution, missing)
-            self.edges.append(final)
-            if missing and first_error is None:
-                first_error = (missing[0].error, final, None)
+        map_tree(top.path, top.rule)
+        # snap imports: names and ordinals against exporters (after forwarders, whose target
+        # modules are mapped -- with their own imports -- as they are met)
+        self._map_forward = map_tree
+        try:
+            i = 0
+            while i < len(pending):
+                edge, names, ordinals, flags = pending[i]
+                i += 1
+                missing = self._check_symbols(edge.importer, edge.resolution, names, ordinals,
+                                              flags, load_dir, visible)
+                final = Edge(edge.importer, edge.name, False, flags, edge.resolution, missing)
+                edges.append(final)
+                if missing:
+                    errors.append((missing[0].error, final, None))
+        finally:
+            self._map_forward = None
+        # in the order the loader meets them: mapping the graph, then snapping imports (a
+        # forwarder's target is mapped while snapping)
+        first_error = errors[0] if errors else None
 
         reason: Optional[str] = None
         if first_error is None:
             # every module is mapped and snapped: initialisers run now (dependencies first)
             for rule in self.init_rules:
-                failure = rule(self, tuple(mapped), tuple(self.edges))
+                failure = rule(self, tuple(mapped), tuple(edges))
                 if failure is not None:
                     first_error = (failure.code, failure.edge, None)
                     reason = failure.reason
@@ -362,22 +384,40 @@ class LoadSimulator:
                 self.loaded.setdefault(_base(path), path)
                 self.loaded_paths.add(path.lower())
                 self.done.add(path.lower())
-        # delay imports: resolved later by the delay helper with the standard search
+        # delay imports: resolved later by the delay helper (LoadLibraryExA(name, NULL, 0)),
+        # which also loads the found DLL's own imports: a failure there is latent too
         if self.follow_delay:
             for importer, imp in delayed:
-                res = resolve(imp.dll, self.ctx, self.view, flags=0, importer=importer,
-                              loaded=self.loaded if first_error is None else visible,
-                              apisets=self.apisets)
-                latent: Tuple[MissingSymbol, ...] = ()
-                if res.path is not None and self.facts(res.path) is not None:
-                    latent = self._check_symbols(importer, res, imp.names, imp.ordinals, 0,
-                                                 None, self.loaded)
-                self.edges.append(Edge(importer, imp.dll, True, 0, res, latent))
+                edges.append(self._delay_edge(importer, imp, self.loaded if first_error is None else visible))
         if first_error is None:
-            return CallResult(call, top, None, None, tuple(mapped), tuple(self.edges))
+            return CallResult(call, top, None, None, tuple(mapped), tuple(edges))
         code, culprit, bad = first_error
-        return CallResult(call, top, code, culprit, tuple(mapped), tuple(self.edges), bad_image=bad,
+        return CallResult(call, top, code, culprit, tuple(mapped), tuple(edges), bad_image=bad,
                           reason=reason)
+
+    def _delay_edge(self, importer: str, imp: ImportedModule, loaded: Mapping[str, str]) -> Edge:
+        res = resolve(imp.dll, self.ctx, self.view, flags=0, importer=importer, loaded=loaded,
+                      apisets=self.apisets)
+        if res.path is None or self.facts(res.path) is None:
+            return Edge(importer, imp.dll, True, 0, res)
+        load_error: Optional[int] = None
+        load_culprit: Optional[Edge] = None
+        if res.rule is not Rule.LOADED and res.path.lower() not in self.done:
+            dry = self.dry_run(LoadCall(res.path, 0))
+            load_error, load_culprit = dry.error, dry.culprit
+        latent = self._check_symbols(importer, res, imp.names, imp.ordinals, 0, None, self.loaded)
+        return Edge(importer, imp.dll, True, 0, res, latent, load_error, load_culprit)
+
+    def dry_run(self, call: LoadCall) -> CallResult:
+        """Replay ``call`` without keeping anything it maps (a load that may happen later)."""
+        saved = (dict(self.loaded), set(self.loaded_paths), set(self.done), dict(self.origins),
+                 self.ctx, self.follow_delay)
+        self.follow_delay = False
+        try:
+            return self.run(call)
+        finally:
+            (self.loaded, self.loaded_paths, self.done, self.origins, self.ctx,
+             self.follow_delay) = saved
 
 
 def simulate(
