@@ -503,7 +503,7 @@ def test_very_long_values_parse_and_classify_quickly() -> None:
     assert len(value) > 32767
     start = time.perf_counter()
     parsed = analyze_path(value, REG, environ=ENV, view=MemoryView(), python=PY)
-    assert time.perf_counter() - start < 10
+    assert time.perf_counter() - start < 60  # a hang guard, not a speed goal
     assert parsed.serialize() == value and len(parsed.entries) == 3001
 
 

@@ -633,9 +633,11 @@ def test_reason_is_in_the_message(tmp_path: Path) -> None:
 
 @pytest.fixture
 def timed() -> Iterator[None]:
+    # A hang guard, not a speed goal (benchmarks/ measures speed): a walk that loops or goes
+    # quadratic on hostile input takes minutes; the bound is far above any normal run.
     start = time.perf_counter()
     yield
-    assert time.perf_counter() - start < 5.0
+    assert time.perf_counter() - start < 60.0
 
 
 def test_directories_outside_the_image(tmp_path: Path, full_blob: bytes, timed: None) -> None:
@@ -805,7 +807,7 @@ def test_many_distinct_bad_names_stay_linear(tmp_path: Path, timed: None) -> Non
     put(blob, d + 32, "II", rva, rva + 4 * n)
     start = time.perf_counter()
     f = facts_of(tmp_path, bytes(blob))
-    assert time.perf_counter() - start < 3.0
+    assert time.perf_counter() - start < 60.0  # hang guard: the quadratic bug took minutes
     assert len(f.warnings) == _pe.MAX_WARNINGS and f.warnings[-1].startswith("... and ")
     assert dict(f.exports.names) == {}
 
