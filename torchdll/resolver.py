@@ -323,10 +323,10 @@ def resolve(
 
     # full path
     if has_path and _is_absolute(norm):
-        for base, path in loaded_map.items():
-            if path.lower() == norm.lower():
-                return Resolution(name, path, Rule.LOADED,
-                                  (Candidate(path, Rule.LOADED, Skip.SELECTED),), notes=tuple(notes))
+        same = loaded_map.get(_base(norm))  # one lookup: the map is keyed by base name
+        if same is not None and same.lower() == norm.lower():
+            return Resolution(name, same, Rule.LOADED,
+                              (Candidate(same, Rule.LOADED, Skip.SELECTED),), notes=tuple(notes))
         if view.host_path(norm) is None:
             return Resolution(name, None, Rule.FULL_PATH,
                               (Candidate(norm, Rule.FULL_PATH, Skip.ABSENT),),
