@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +32,8 @@ from typing import Any, Callable, Dict, List
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks import _common as C  # noqa: E402
 
 GOAL_COLD_S = 0.5
 GOAL_CACHED_S = 0.005
@@ -73,21 +73,11 @@ def timed_runs(fn: Callable[[], Any], runs: int) -> List[float]:
     return out
 
 
-_CHILD = r"""
-import resource, sys, time, pefile
-start = time.perf_counter()
-pe = pefile.PE(sys.argv[1])
-elapsed = time.perf_counter() - start
-n = len(pe.DIRECTORY_ENTRY_EXPORT.symbols) if hasattr(pe, "DIRECTORY_ENTRY_EXPORT") else 0
-print(elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, n)
-"""
-
-
 def pefile_full_parse(path: Path) -> Dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-c", _CHILD, str(path)], capture_output=True,
-                          text=True, timeout=1800, check=True)
-    elapsed, peak, n = proc.stdout.split()
-    return {"seconds": float(elapsed), "peak_rss_mib": int(peak) / 1024, "exports_seen": int(n)}
+    """``pefile.PE(path)``, once, in a child process (benchmarks/_common.py)."""
+    res = C.pefile_naive([str(path)], timeout=1800)
+    _, _, exports, _ = res["files"][0]
+    return {"seconds": res["seconds"], "peak_rss_mib": res["maxrss_mib"], "exports_seen": exports}
 
 
 def main(argv: List[str] | None = None) -> int:
@@ -131,8 +121,7 @@ def main(argv: List[str] | None = None) -> int:
         "exports": len(facts.exports),
         "export_names": n_names,
         "import_modules": len(facts.imports),
-        "machine": f"{platform.machine()} {platform.system()} {platform.release()}, "
-                   f"Python {platform.python_version()}",
+        "machine": C.machine_line(C.machine_info()),
         "runs": args.runs,
         "cold_first_s": round(first, 4),
         "cold_median_s": round(statistics.median(cold), 4),
