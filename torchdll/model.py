@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Mapping, Optional, Tuple
 
 __all__ = [
@@ -186,11 +187,11 @@ class ImageFacts:
     version: Optional[VersionInfo] = None
     warnings: Tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def static_imports(self) -> Tuple[ImportedModule, ...]:
         return tuple(i for i in self.imports if not i.delay)
 
-    @property
+    @cached_property
     def delay_imports(self) -> Tuple[ImportedModule, ...]:
         return tuple(i for i in self.imports if i.delay)
 
