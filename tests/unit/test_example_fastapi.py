@@ -127,10 +127,10 @@ def test_routes_with_a_stand_in_fastapi(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert module.main(["--check"]) == 0
 
 
-@pytest.mark.skipif(importlib.util.find_spec("fastapi") is not None, reason="fastapi is installed")
 @pytest.mark.usefixtures("isolated_torch")
 def test_without_fastapi_the_app_is_none(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # as if it were not installed
     module = _load_example(monkeypatch, tmp_path, stub=False)
     assert module.app is None
     assert module.main([]) == 2
