@@ -340,74 +340,24 @@ class Layout:
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
-def _requires_mkl(dist_info: Path) -> bool:
-    meta = dist_info / "METADATA"
-    text = meta.read_text(errors="replace") if meta.is_file() else ""
-    return bool(re.search(r"^Requires-Dist: mkl\b.*Windows", text, re.M))
-
-
-def layout_snapshot(with_mkl: bool) -> "Snapshot":
-    """``C:\\venv\\Scripts\\python.exe main.py`` in the layout (as tests/support/torchlayout.py)."""
-    from torchdll import _data
-    from torchdll.snapshot import PythonInfo, Snapshot
-
-    del with_mkl  # the venv's Library\bin is found through sys.exec_prefix, as on Windows
-    py = PythonInfo(executable=VENV + "\\Scripts\\python.exe", base_executable=APP + "\\python.exe",
-                    version="3.11.9", prefix=VENV, base_prefix=APP, exec_prefix=VENV,
-                    base_exec_prefix=APP, is_venv=True, bits=64,
-                    sys_path=(VENV, APP + "\\Lib", VENV + "\\Lib\\site-packages"))
-    return Snapshot(platform="win32", os_release="10.0.22631", machine="x64", app_dir=APP,
-                    cwd=VENV, process_path="C:\\Windows\\System32;C:\\Windows",
-                    system32="C:\\Windows\\System32",
-                    windows_dir="C:\\Windows", system_dir="C:\\Windows\\System",
-                    known_dlls=dict(_data.default_known_dlls()),
-                    loaded_modules=(APP + "\\python.exe", APP + "\\python311.dll"), python=py)
-
-
 def build_layout(root: Path, version: str, *, with_mkl: Optional[bool] = None) -> Layout:
-    """The torch ``version`` win_amd64 wheel unpacked into a mirrored venv under ``root``:
-    Wine's x64 DLLs (with the msvc-runtime wheel's VC++ DLLs over them) as System32, a
-    ``python311.dll`` stand-in exporting what ``torch_python.dll`` imports, and -- when that
-    torch requires it (``with_mkl=None``) -- the mkl wheel's ``Library\\bin``."""
-    from tests.support.wheelcache import extract, link_dir, link_file
+    """The torch ``version`` win_amd64 wheel unpacked into a mirrored venv under ``root``, built by
+    the test suite's ``tests/support/torchlayout.py`` (Wine's x64 DLLs with the msvc-runtime
+    wheel's VC++ DLLs as System32, a ``python311.dll`` stand-in, and -- when that torch requires
+    it (``with_mkl=None``) -- the mkl wheel's ``Library\\bin``)."""
+    import pytest
 
-    from torchdll._pe import read_facts
-    from torchdll._pebuild import build_pe
+    from tests.support.torchlayout import build_torch_layout
+    from tests.support.torchlayout import layout_snapshot as snapshot_of
 
     if not WINE_X64.is_dir():
         raise Unavailable(f"Wine's x64 PE DLLs are missing ({WINE_X64}; apt-get install wine64)")
-    whl = get_wheel("torch", version)
-    torch = extract(whl, ["torch/lib/*.dll", "torch/_C.*.pyd", "torch/version.py",
-                          "torch/__init__.py", "torch-*.dist-info/METADATA",
-                          "torch-*.dist-info/RECORD"])
-    dist = next(torch.glob("torch-*.dist-info"), None)
-    if with_mkl is None:
-        with_mkl = dist is not None and _requires_mkl(dist)
-    msvc = extract(get_wheel("msvc-runtime", MSVC_RUNTIME_VERSION), ["*.data/data/Scripts/*.dll"])
-    msvc_dir = next(msvc.glob("*.data/data/Scripts"))
-
-    c = root / "C"
-    sys32 = c / "Windows" / "System32"
-    link_dir(WINE_X64, sys32, "*.dll")
-    link_dir(msvc_dir, sys32, "*.dll")
-    app = c / "Python311"
-    for name in ("vcruntime140.dll", "vcruntime140_1.dll"):
-        link_file(msvc_dir / name, app / name)
-    site = c / "venv" / "Lib" / "site-packages"
-    lib = site / "torch" / "lib"
-    link_dir(torch / "torch" / "lib", lib, "*.dll")
-    link_dir(torch / "torch", site / "torch", "*.py*")
-    if dist is not None:
-        link_dir(dist, site / dist.name)
-    wanted: List[str] = []
-    for imp in read_facts(lib / "torch_python.dll", use_cache=False).imports:
-        if imp.dll.lower() == "python311.dll":
-            wanted.extend(imp.names)
-    (app / "python311.dll").write_bytes(build_pe(name="python311.dll", exports=sorted(set(wanted))))
-    if with_mkl:
-        mkl = extract(get_wheel("mkl", MKL_VERSION), ["*.data/data/Library/bin/*.dll"])
-        link_dir(next(mkl.glob("*.data/data/Library/bin")), c / "venv" / "Library" / "bin", "*.dll")
-    return Layout(version, root, whl, lib, with_mkl, layout_snapshot(with_mkl))
+    try:
+        lay = build_torch_layout(root, with_mkl=with_mkl, version=version)
+    except (pytest.skip.Exception, pytest.fail.Exception) as exc:  # the helper's "unavailable"
+        raise Unavailable(str(exc)) from exc
+    lib = root / "C" / "venv" / "Lib" / "site-packages" / "torch" / "lib"
+    return Layout(version, root, get_wheel("torch", version), lib, lay.with_mkl, snapshot_of(lay))
 
 
 class ReadTracker:

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Tuple
+import re
+from typing import TYPE_CHECKING, Optional, Tuple
 
 from tests.support.tiers import unavailable
 from tests.support.wheelcache import WheelUnavailable, extract, link_dir, link_file, wheel
@@ -50,6 +51,15 @@ class TorchLayout:
     view: MirrorView
     context: LoadContext
     preload: Tuple[LoadCall, ...]
+    version: str = TORCH_VERSION
+    with_mkl: bool = False
+
+
+def requires_mkl(dist_info: Path) -> bool:
+    """Whether a torch wheel's METADATA asks for the mkl wheel on Windows (torch 2.3.x)."""
+    meta = dist_info / "METADATA"
+    text = meta.read_text(errors="replace") if meta.is_file() else ""
+    return bool(re.search(r"^Requires-Dist: mkl\b.*Windows", text, re.M))
 
 
 def _get(name: str, version: str, patterns: list[str]) -> Path:
@@ -59,14 +69,15 @@ def _get(name: str, version: str, patterns: list[str]) -> Path:
         unavailable(f"cannot download {name}=={version}: {exc}")
 
 
-def build_torch_layout(root: Path, *, with_mkl: bool) -> TorchLayout:
+def build_torch_layout(root: Path, *, with_mkl: Optional[bool], version: str = TORCH_VERSION) -> TorchLayout:
+    """``with_mkl=None``: add the mkl wheel's DLLs when that torch requires them."""
     from torchdll import _data
     from torchdll._pe import read_facts
     from torchdll._pebuild import build_pe
 
     if not WINE_X64.is_dir():
         unavailable("Wine's x64 PE DLLs are missing (apt-get install wine64)")
-    torch = _get("torch", TORCH_VERSION, ["torch/lib/*.dll", "torch/_C.*.pyd", "torch/version.py",
+    torch = _get("torch", version, ["torch/lib/*.dll", "torch/_C.*.pyd", "torch/version.py",
                                           "torch/__init__.py", "torch-*.dist-info/METADATA",
                                           "torch-*.dist-info/RECORD"])
     msvc = _get("msvc-runtime", MSVC_RUNTIME_VERSION, ["*.data/data/Scripts/*.dll"])
@@ -85,6 +96,8 @@ def build_torch_layout(root: Path, *, with_mkl: bool) -> TorchLayout:
     link_dir(torch / "torch", site / "torch", "*.py*")
     for dist in torch.glob("torch-*.dist-info"):
         link_dir(dist, site / dist.name)
+        if with_mkl is None:
+            with_mkl = requires_mkl(dist)
     # python311.dll stand-in: exports what torch_python.dll takes from it
     wanted: list[str] = []
     for imp in read_facts(lib / "torch_python.dll").imports:
@@ -105,7 +118,7 @@ def build_torch_layout(root: Path, *, with_mkl: bool) -> TorchLayout:
     )
     calls = tuple(LoadCall(f"{TORCH_LIB}\\{p.name}", 0x1100)
                   for p in sorted(dlls, key=lambda p: p.name.upper()))
-    return TorchLayout(root, MirrorView(root), ctx, calls)
+    return TorchLayout(root, MirrorView(root), ctx, calls, version, bool(with_mkl))
 
 
 def layout_snapshot(layout: TorchLayout) -> "Snapshot":

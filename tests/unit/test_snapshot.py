@@ -129,7 +129,7 @@ def test_linux_maps_parsing(tmp_path: Path) -> None:
         "7f02-7f03 rw-p 00000000 00:00 0 \n"
         "7f03-7f04 rw-p 00000000 00:00 0 [heap]\n"
         "7f04-7f05 r--p 00000000 08:01 3 /opt/my libs/libsp ace.so\n"
-        "7f05-7f06 r--p 00000000 08:01 4 /tmp/libgone.so (deleted)\n"
+        "7f05-7f06 r--p 00000000 08:01 4 /opt/gone/libgone.so (deleted)\n"
         "7f06-7f07 r--p 00000000 08:01 5 /usr/lib/x86_64-linux-gnu/libc.so.6\n"
         "7f07-7f08 r--p 00000000 08:01 6 /usr/lib/locale/C.utf8/LC_CTYPE\n"
         "7f08-7f09 r--p 00000000 08:01 7 /usr/lib/notaso.sox\n",
