@@ -65,3 +65,50 @@ def test_a_broken_check_becomes_an_internal_error_finding(tmp_path: Path) -> Non
     out = run_checks(ctx, [("torchdll.checks.prediction", "check_prediction"), ("json", "not_there")])
     assert [f.id for f in out] == ["internal-error"]
     assert ("torchdll.checks.prediction", "check_prediction") in CHECKS
+
+
+def _broken_machines(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A handful of differently broken machines, so many check branches fire."""
+    def env(name: str) -> WindowsEnv:
+        return WindowsEnv(tmp_path / name)
+
+    e1 = env("no-redist")
+    e1.add_system(msvcp140=None, vcruntime140=None)
+    e1.add_torch("2.14.1")
+    yield e1
+    e2 = env("libomp")
+    e2.add_system()
+    e2.add_torch("2.4.0")
+    yield e2
+    e3 = env("mkl")
+    e3.add_system()
+    e3.add_torch("2.3.1")
+    yield e3
+    e4 = env("companion")
+    e4.add_system()
+    e4.add_torch("2.3.1")
+    e4.add_mkl()
+    e4.add_companion("torchvision", "0.19.0", torch_pin="torch==2.4.0", needs=["?missing@c10@@YAXXZ"])
+    yield e4
+    e5 = env("foreign")
+    e5.add_system()
+    e5.add_torch("2.9.0")
+    other = e5.add_torch("2.3.1", site_packages="C:\\old\\Lib\\site-packages")
+    e5.user_path.insert(0, other)
+    e5.user_path.insert(0, f"{e5.site_packages}\\torch\\lib")
+    e5.user_path.append("")
+    yield e5
+
+
+def test_every_finding_id_from_many_broken_machines_is_catalogued(tmp_path: Path) -> None:
+    catalogue = _data.findings_catalogue()
+    seen: set[str] = set()
+    for env in _broken_machines(tmp_path):
+        report = diagnose(env.snapshot(), view=env.view())
+        assert report.findings  # every machine above has something to report
+        seen |= {f.id for f in report.findings}
+    assert "internal-error" not in seen
+    assert seen <= set(catalogue), seen - set(catalogue)
+    assert {"predicted-load-failure", "vcredist-missing", "libomp140-missing",
+            "torchvision-torchaudio-mismatch", "env-dll-dir-on-path",
+            "foreign-torch-dlls-on-path"} <= seen
