@@ -609,15 +609,27 @@ def plan_closure(target: str, *, flags: int = DEFAULT_FLAGS, snapshot: Snapshot,
     if top is None:
         return (target,), ("the model does not find the target itself",)
     already = {p.lower() for p in ctx.loaded.values()}
+    # KnownDLLs and everything they pull in (ntdll, kernelbase, msvcrt...) are in every
+    # process: leave them out, however a later import reached them (often the loaded-module
+    # rule, once the first import mapped them).
+    static = [e for e in result.edges if not e.delay]
+    system = {e.resolution.path.lower() for e in static
+              if e.resolution.path and e.resolution.rule is Rule.KNOWN_DLL}
+    grew = True
+    while grew:
+        grew = False
+        for e in static:
+            p = e.resolution.path
+            if p and e.importer.lower() in system and p.lower() not in system:
+                system.add(p.lower())
+                grew = True
     children: Dict[str, List[str]] = {}
-    for e in result.edges:
-        if e.delay:
-            continue
+    for e in static:
         res = e.resolution
         if res.path is None:
             notes.append(f"model: {ntpath.basename(e.importer)} imports {e.name}, which is not found")
             continue
-        if res.path.lower() in already or res.rule is Rule.KNOWN_DLL:
+        if res.path.lower() in already or res.path.lower() in system:
             continue
         children.setdefault(e.importer.lower(), []).append(res.path)
     order: List[str] = []

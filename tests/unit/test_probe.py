@@ -408,3 +408,16 @@ def test_probe_result_is_frozen() -> None:
     assert result.ok
     with pytest.raises(AttributeError):
         result.winerror = 1  # type: ignore[misc]
+
+
+def test_plan_closure_leaves_out_known_dlls_and_their_dependencies(tmp_path: Path) -> None:
+    # kernel32 is a KnownDLL the first time it is imported and a loaded module afterwards; its
+    # own dependencies (ntdll, KernelBase) come from System32: none of them belongs in the plan.
+    env = WindowsEnv(tmp_path)
+    env.add_system()
+    lib = env.add_torch("2.9.0")
+    snap = env.snapshot(loaded_modules=(f"{env.base}\\python.exe", f"{env.base}\\{env.python_dll}"))
+    order, _ = plan_closure(f"{lib}\\shm.dll", snapshot=snap, view=env.view(), user_dirs=[lib])
+    names = {p.rsplit("\\", 1)[-1].lower() for p in order}
+    assert {"kernel32.dll", "ntdll.dll", "kernelbase.dll"}.isdisjoint(names)
+    assert {"c10.dll", "torch_cpu.dll", "shm.dll"} <= names
