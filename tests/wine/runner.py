@@ -248,14 +248,20 @@ class WinePrefix:
         with tempfile.TemporaryDirectory() as tmp:
             self.run(args, Path(tmp) / "reg.txt", debug="-all", timeout=120)
 
-    def read_safe_dll_search_mode(self) -> int | None:
+    def read_safe_dll_search_mode(self, attempts: int = 3) -> int | None:
+        """The value, or ``None`` when absent. ``reg.exe`` now and then fails to start under
+        load (the same CreateProcess hiccup the plan runner retries), so an empty answer is
+        asked again a few times before it counts as "absent"."""
         key = r"HKLM\System\CurrentControlSet\Control\Session Manager"
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "reg.txt"
-            self.run(["reg", "query", key, "/v", "SafeDllSearchMode"], out, debug="-all")
-            m = re.search(r"SafeDllSearchMode\s+REG_DWORD\s+0x([0-9a-f]+)", out.read_text(
-                errors="replace"), re.IGNORECASE)
-        return int(m.group(1), 16) if m else None
+        for _ in range(attempts):
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "reg.txt"
+                self.run(["reg", "query", key, "/v", "SafeDllSearchMode"], out, debug="-all")
+                text = out.read_text(errors="replace") if out.exists() else ""
+            m = re.search(r"SafeDllSearchMode\s+REG_DWORD\s+0x([0-9a-f]+)", text, re.IGNORECASE)
+            if m:
+                return int(m.group(1), 16)
+        return None
 
 
 def light_prefix(base: WinePrefix, path: Path, drive_c: Path) -> WinePrefix:
