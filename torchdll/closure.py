@@ -268,7 +268,15 @@ class LoadSimulator:
                        loaded: Mapping[str, str]) -> Tuple[MissingSymbol, ...]:
         assert edge_res.path is not None
         missing: List[MissingSymbol] = []
-        for sym in [*names, *(f"#{o}" for o in ordinals)]:
+        facts = self.facts(edge_res.path)
+        if facts is not None and names:
+            # fast path: a name exported here and not forwarded needs no further work
+            has = facts.exports.names.__contains__
+            forwarded = facts.exports.forwarders
+            slow = [n for n in names if not has(n) or n in forwarded]
+        else:
+            slow = list(names)
+        for sym in [*slow, *(f"#{o}" for o in ordinals)]:
             miss = self._lookup(edge_res.path, sym, flags, load_dir, loaded)
             if miss is not None:
                 missing.append(miss)
