@@ -11,6 +11,7 @@ import ntpath
 import sys
 from typing import List, Optional, Sequence, Tuple, Union
 
+from .apisets import ApiSetSchema
 from .checks import CheckContext, run_checks
 from .fsview import FileView, MirrorView, NativeView
 from .installs import Installs, find_installs
@@ -18,7 +19,7 @@ from .report import Finding, Report
 from .snapshot import Snapshot, collect
 from .torchload import ExtensionReplay, TorchReplay, replay_extensions, replay_torch
 
-__all__ = ["diagnose", "diagnose_context"]
+__all__ = ["diagnose", "diagnose_context", "target_apisets"]
 
 
 def _registry_path_entries(snap: Snapshot) -> List[str]:
@@ -35,6 +36,21 @@ def _registry_path_entries(snap: Snapshot) -> List[str]:
         for entry in parsed.entries:
             out.extend(entry.folders)
     return out
+
+
+def target_apisets(view: FileView, system32: str) -> Optional[ApiSetSchema]:
+    """The API-set schema of the analysed machine, read from its own
+    ``System32\\apisetschema.dll`` when the view has one (``None``: use the shipped table)."""
+    from .apisets import ApiSetFormatError, schema_from_dll
+    from .errors import InvalidImageError
+
+    host = view.host_path(ntpath.join(system32, "apisetschema.dll"))
+    if host is None:
+        return None
+    try:
+        return schema_from_dll(host)
+    except (InvalidImageError, ApiSetFormatError, OSError):
+        return None
 
 
 def diagnose_context(
@@ -58,7 +74,7 @@ def diagnose_context(
     if primary is not None:
         replay = replay_torch(primary, context=ctx, view=view, exec_prefix=py.exec_prefix,
                               base_exec_prefix=py.base_exec_prefix, userbase=py.userbase,
-                              is_venv=py.is_venv)
+                              is_venv=py.is_venv, apisets=target_apisets(view, ctx.system32))
         replays.append(replay)
         extensions = replay_extensions(replay, installs.companions_of(primary))
     return CheckContext(snapshot, view, installs, ctx, tuple(replays), extensions)

@@ -24,6 +24,7 @@ import ntpath
 from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Tuple
 
+from .apisets import ApiSetSchema
 from .closure import CallResult, Edge, InitFailure, LoadCall, LoadSimulator, Simulation
 from .fsview import FileView
 from .installs import CompanionInstall, TorchInstall
@@ -215,11 +216,13 @@ def replay_torch(
     userbase: Optional[str] = None,
     is_venv: bool = False,
     environ: Optional[Dict[str, str]] = None,
+    apisets: Optional[ApiSetSchema] = None,
 ) -> TorchReplay:
     """Replay ``import torch`` for ``install`` in a process described by ``context``.
 
     ``context`` gives the process state before the import (loaded modules, PATH, app dir...);
-    its ``user_dirs`` are kept and torch's folders are added after them.
+    its ``user_dirs`` are kept and torch's folders are added after them. ``apisets``: the
+    target machine's API-set schema (default: the table shipped with torchdll).
     """
     variant = loader_variant(install.base_version)
     dll_paths = torch_dll_paths(install, exec_prefix=exec_prefix, base_exec_prefix=base_exec_prefix,
@@ -227,7 +230,7 @@ def replay_torch(
     steps: List[Step] = [Step("add_dll_directory", d) for d in dll_paths]
     ctx = replace(context, user_dirs=tuple(context.user_dirs) + tuple(
         d for d in dll_paths if d.lower() not in (u.lower() for u in context.user_dirs)))
-    sim = LoadSimulator(ctx, view, init_rules=(stl_mutex_rule,))
+    sim = LoadSimulator(ctx, view, apisets, init_rules=(stl_mutex_rule,))
     results: List[CallResult] = []
 
     # the VC++ runtime probe

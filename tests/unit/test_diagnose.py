@@ -112,3 +112,24 @@ def test_every_finding_id_from_many_broken_machines_is_catalogued(tmp_path: Path
     assert {"predicted-load-failure", "vcredist-missing", "libomp140-missing",
             "torchvision-torchaudio-mismatch", "env-dll-dir-on-path",
             "foreign-torch-dlls-on-path"} <= seen
+
+
+def test_the_target_machines_own_apiset_schema_is_read(tmp_path: Path) -> None:
+    from torchdll._pebuild import build_pe
+    from torchdll.diagnosis import target_apisets
+    from tests.support.tiers import unavailable
+
+    env = WindowsEnv(tmp_path)
+    env.add_system()
+    env.add_torch("2.9.0")
+    assert target_apisets(env.view(), env.system32) is None  # none there: the shipped table
+    env.add_file(f"{env.system32}\\apisetschema.dll", build_pe(name="apisetschema.dll"))
+    assert target_apisets(env.view(), env.system32) is None  # no .apiset section: fall back
+    wine = Path("/usr/lib/x86_64-linux-gnu/wine/x86_64-windows/apisetschema.dll")
+    if not wine.exists():
+        unavailable("Wine's apisetschema.dll not installed (apt-get install wine64)")
+    env.add_file(f"{env.system32}\\apisetschema.dll", wine.read_bytes())
+    schema = target_apisets(env.view(), env.system32)
+    assert schema is not None and len(schema.entries) > 300
+    assert schema.lookup("api-ms-win-crt-heap-l1-1-0.dll") == (True, "ucrtbase.dll")
+    assert diagnose(env.snapshot(), view=env.view()).predictions[0].ok
