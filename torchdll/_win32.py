@@ -32,6 +32,10 @@ __all__ = [
     "HKLM",
     "KNOWN_DLLS_KEY",
     "LONG_PATHS_KEY",
+    "CI_POLICY_KEY",
+    "MEMORYSTATUSEX",
+    "SMART_APP_CONTROL_VALUE",
+    "VC_RUNTIMES_X64_KEYS",
     "LOAD_LIBRARY_SEARCH_DEFAULT_DIRS",
     "LOAD_LIBRARY_SEARCH_DLL_LOAD_DIR",
     "MAX_PATH",
@@ -103,6 +107,42 @@ SESSION_MANAGER_KEY = r"SYSTEM\CurrentControlSet\Control\Session Manager"
 KNOWN_DLLS_KEY = SESSION_MANAGER_KEY + r"\KnownDLLs"
 #: LongPathsEnabled (DWORD); absent means disabled (Maximum Path Length Limitation).
 LONG_PATHS_KEY = r"SYSTEM\CurrentControlSet\Control\FileSystem"
+
+#: Smart App Control state (DWORD ``VerifiedAndReputablePolicyState``: 0 off, 1 on,
+#: 2 evaluation), as read by Windows Security and documented in Microsoft's Smart App Control
+#: FAQ / App Control for Business docs.
+CI_POLICY_KEY = r"SYSTEM\CurrentControlSet\Control\CI\Policy"
+SMART_APP_CONTROL_VALUE = "VerifiedAndReputablePolicyState"
+#: Where the VC++ 2015-2022 Redistributable (x64) records itself: ``Installed`` (DWORD 1) and
+#: ``Version`` (REG_SZ ``v14.44.35211.00``), plus ``Major``/``Minor``/``Bld``/``Rbld`` DWORDs
+#: ("Visual C++ Redistributable: detect installation", Microsoft Learn). The installer bundle
+#: is 32-bit, so on 64-bit Windows the key also (or only) appears under WOW6432Node.
+VC_RUNTIMES_X64_KEYS: Tuple[str, ...] = (
+    r"SOFTWARE\Microsoft\VisualStudio\14.0\VC\Runtimes\x64",
+    r"SOFTWARE\WOW6432Node\Microsoft\VisualStudio\14.0\VC\Runtimes\x64",
+)
+
+
+class MEMORYSTATUSEX(ctypes.Structure):
+    """sysinfoapi.h ``MEMORYSTATUSEX`` (64 bytes; ``dwLength`` must be set before the call).
+
+    ``ullTotalPageFile`` is the commit limit (RAM + paging files, or the process's job limit if
+    smaller), ``ullAvailPageFile`` what can still be committed. Fixed-width fields, so the
+    layout is the Windows one on every OS (the fakes fill it on Linux too).
+    """
+
+    _fields_ = [
+        ("dwLength", ctypes.c_uint32),
+        ("dwMemoryLoad", ctypes.c_uint32),
+        ("ullTotalPhys", ctypes.c_uint64),
+        ("ullAvailPhys", ctypes.c_uint64),
+        ("ullTotalPageFile", ctypes.c_uint64),
+        ("ullAvailPageFile", ctypes.c_uint64),
+        ("ullTotalVirtual", ctypes.c_uint64),
+        ("ullAvailVirtual", ctypes.c_uint64),
+        ("ullAvailExtendedVirtual", ctypes.c_uint64),
+    ]
+
 
 #: KnownDLLs values that name folders, not DLLs.
 _KNOWN_DLLS_NOT_DLLS = frozenset({"dlldirectory", "dlldirectory32"})
@@ -268,6 +308,8 @@ class WinApi:
             # sysinfoapi.h
             "GetSystemDirectoryW": ([wintypes.LPWSTR, wintypes.UINT], wintypes.UINT),
             "GetWindowsDirectoryW": ([wintypes.LPWSTR, wintypes.UINT], wintypes.UINT),
+            # BOOL GlobalMemoryStatusEx(LPMEMORYSTATUSEX lpBuffer)
+            "GlobalMemoryStatusEx": ([ctypes.POINTER(MEMORYSTATUSEX)], wintypes.BOOL),
             # winuser.h: LRESULT SendMessageTimeoutW(HWND, UINT, WPARAM, LPARAM, UINT, UINT,
             # PDWORD_PTR); lParam carries a string pointer here, hence LPCWSTR.
             "SendMessageTimeoutW": (
@@ -534,6 +576,45 @@ class WinApi:
         """``LongPathsEnabled`` (FileSystem key): absent or unreadable means disabled."""
         value = self._read_dword(HKLM, LONG_PATHS_KEY, "LongPathsEnabled")
         return False if value is None else value != 0
+
+    def smart_app_control(self) -> Optional[int]:
+        """Smart App Control state (``CI\\Policy\\VerifiedAndReputablePolicyState``): 0 off,
+        1 on, 2 evaluation; ``None`` when absent (Windows 10, older 11) or unreadable (a note
+        says so when access is denied)."""
+        return self._read_dword(HKLM, CI_POLICY_KEY, SMART_APP_CONTROL_VALUE)
+
+    def memory_status(self) -> MEMORYSTATUSEX:
+        """``GlobalMemoryStatusEx`` with ``dwLength`` set; :class:`WinApiError` on failure."""
+        status = MEMORYSTATUSEX()
+        status.dwLength = ctypes.sizeof(MEMORYSTATUSEX)
+        if not self._fn(self.kernel32, "GlobalMemoryStatusEx")(ctypes.byref(status)):
+            raise self._fail("GlobalMemoryStatusEx")
+        return status
+
+    def commit_charge(self) -> Tuple[int, int]:
+        """``(commit limit, commit available)`` in bytes: ``ullTotalPageFile`` and
+        ``ullAvailPageFile`` of :meth:`memory_status`."""
+        status = self.memory_status()
+        return int(status.ullTotalPageFile), int(status.ullAvailPageFile)
+
+    def vc_redist_x64(self) -> Optional[str]:
+        """The version of the installed VC++ 2015-2022 x64 Redistributable (``"v14.44.35211.00"``),
+        or ``None`` when not installed. The first of :data:`VC_RUNTIMES_X64_KEYS` with
+        ``Installed`` = 1 wins; its ``Version`` string, else ``vMajor.Minor.Bld.Rbld`` from the
+        DWORDs; an installed key without any version gives ``""``."""
+        for key in VC_RUNTIMES_X64_KEYS:
+            installed = self._read_dword(HKLM, key, "Installed")
+            if not installed:
+                continue
+            hit = self._read_string(HKLM, key, "Version")
+            if hit is not None and hit[0].strip():
+                return hit[0].strip()
+            parts = [self._read_dword(HKLM, key, n) for n in ("Major", "Minor", "Bld", "Rbld")]
+            if all(p is not None for p in parts):
+                major, minor, bld, rbld = parts
+                return f"v{major}.{minor}.{bld}.{rbld:02d}"
+            return ""
+        return None
 
     # ----------------------------------------------------------------------------------------
     # Registry writes, elevation, the environment broadcast (persistent Path repair)

@@ -192,6 +192,13 @@ class Snapshot:
     ``environ``: the allow-listed variables (:data:`ENVIRON_NAMES`, :data:`ENVIRON_PREFIXES`).
     ``notes``: what could not be read while collecting (access denied...).
     ``collected_at``: ISO 8601 UTC time; ``torchdll_version``: the collecting torchdll.
+
+    Optional facts (added within schema version 1; ``None`` when unknown, and when an older
+    snapshot lacks them): ``smart_app_control``: ``CI\\Policy\\VerifiedAndReputablePolicyState``
+    (0 off, 1 on, 2 evaluation). ``commit_limit``/``commit_available``: bytes,
+    ``GlobalMemoryStatusEx`` ``ullTotalPageFile``/``ullAvailPageFile`` (RAM + paging file).
+    ``vc_redist_x64``: ``Version`` of the installed VC++ 2015-2022 x64 Redistributable
+    (``"v14.44.35211.00"``; ``""`` if installed without a readable version).
     """
 
     platform: str = "win32"
@@ -214,6 +221,10 @@ class Snapshot:
     notes: Tuple[str, ...] = ()
     collected_at: str = ""
     torchdll_version: str = ""
+    smart_app_control: Optional[int] = None
+    commit_limit: Optional[int] = None
+    commit_available: Optional[int] = None
+    vc_redist_x64: Optional[str] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "known_dlls", dict(self.known_dlls))
@@ -446,6 +457,17 @@ class _Reader:
     def get_int(self, key: str) -> int:
         return int(self._typed(key, int, "an integer"))
 
+    def get_optional_int(self, key: str) -> Optional[int]:
+        """An optional addition: ``None`` when the key is missing (older snapshot) or null."""
+        if key not in self.data:
+            return None
+        value = self._typed(key, int, "an integer", nullable=True)
+        return None if value is None else int(value)
+
+    def get_optional_str(self, key: str) -> Optional[str]:
+        """An optional addition: ``None`` when the key is missing (older snapshot) or null."""
+        return self.get_opt_str(key) if key in self.data else None
+
     def get_str_list(self, key: str) -> Tuple[str, ...]:
         where = f"{self.where}.{key}" if self.where else key
         items = self._typed(key, list, "a list of strings")
@@ -558,6 +580,10 @@ def _parse(data: object, source: str) -> Snapshot:
         notes=r.get_str_list("notes"),
         collected_at=r.get_str("collected_at"),
         torchdll_version=r.get_str("torchdll_version"),
+        smart_app_control=r.get_optional_int("smart_app_control"),
+        commit_limit=r.get_optional_int("commit_limit"),
+        commit_available=r.get_optional_int("commit_available"),
+        vc_redist_x64=r.get_optional_str("vc_redist_x64"),
     )
 
 
@@ -777,6 +803,7 @@ def collect(
         value, kind = hit
         return RegistryValue(value=value, type=kind)  # type: ignore[arg-type]
 
+    commit = _attempt(notes, "GlobalMemoryStatusEx", win.commit_charge, None)
     snap = Snapshot(
         app_dir=app_dir,
         user_path=reg(win.user_path, "user Path"),
@@ -788,6 +815,10 @@ def collect(
         long_paths_enabled=_attempt(notes, "LongPathsEnabled", win.long_paths_enabled, False),
         known_dlls=_attempt(notes, "KnownDLLs", win.known_dlls, {}),
         loaded_modules=tuple(_attempt(notes, "EnumProcessModules", win.loaded_modules, [])),
+        smart_app_control=_attempt(notes, "Smart App Control state", win.smart_app_control, None),
+        commit_limit=commit[0] if commit else None,
+        commit_available=commit[1] if commit else None,
+        vc_redist_x64=_attempt(notes, "VC++ Redistributable (x64)", win.vc_redist_x64, None),
         notes=(),
         **common,
     )

@@ -42,6 +42,8 @@ __all__ = [
     "FakeVersionDll",
     "FakeWinreg",
     "FakeWriteHKEY",
+    "DEFAULT_MEMORY_STATUS",
+    "fake_global_memory_status_ex",
     "RegistryFaults",
     "fake_api",
     "fake_loader_api",
@@ -520,6 +522,7 @@ class FakeKernel32(_FakeLib):
     ``k32_enum=False`` leaves ``K32EnumProcessModules`` out (pre-Windows 7: psapi only).
     ``load_during_enum`` modules appear after the first enumeration call (a racing load).
     ``fail`` maps a function name to a Win32 error it returns with.
+    ``memory`` holds what ``GlobalMemoryStatusEx`` fills in (see :data:`DEFAULT_MEMORY_STATUS`).
     """
 
     #: GetCurrentProcess() returns (HANDLE)-1, which a HANDLE restype turns into 2**N - 1.
@@ -529,6 +532,7 @@ class FakeKernel32(_FakeLib):
     GetCurrentProcess: FakeFunction
     GetSystemDirectoryW: FakeFunction
     GetWindowsDirectoryW: FakeFunction
+    GlobalMemoryStatusEx: FakeFunction
     K32EnumProcessModules: FakeFunction  # absent with k32_enum=False, as before Windows 7
 
     def __init__(
@@ -553,6 +557,9 @@ class FakeKernel32(_FakeLib):
         self._export("GetWindowsDirectoryW", lambda buf, size: self._folder("GetWindowsDirectoryW", self.windows_dir, buf, size))
         if k32_enum:
             self._export("K32EnumProcessModules", self.enum_process_modules)
+        #: What GlobalMemoryStatusEx reports (MEMORYSTATUSEX field -> value); tests change it.
+        self.memory: Dict[str, int] = dict(DEFAULT_MEMORY_STATUS)
+        self._export("GlobalMemoryStatusEx", lambda status: fake_global_memory_status_ex(self, status))
 
     @staticmethod
     def handle_of(index: int) -> int:
@@ -980,3 +987,38 @@ def _winerror_with_filename(cls: type[OSError], code: int, text: str, filename: 
     exc = cls(posix, text, filename)
     setattr(exc, "winerror", code)  # noqa: B010 - what a Windows OSError carries
     return exc
+
+
+# --------------------------------------------------------------------------------------------
+# GlobalMemoryStatusEx (commit limit / available commit for the snapshot)
+# --------------------------------------------------------------------------------------------
+
+#: A 16 GiB machine with a 4 GiB paging file: commit limit 20 GiB, 12 GiB of it available.
+DEFAULT_MEMORY_STATUS: Dict[str, int] = {
+    "dwMemoryLoad": 40,
+    "ullTotalPhys": 16 << 30,
+    "ullAvailPhys": 10 << 30,
+    "ullTotalPageFile": 20 << 30,
+    "ullAvailPageFile": 12 << 30,
+    "ullTotalVirtual": 128 << 40,
+    "ullAvailVirtual": 127 << 40,
+    "ullAvailExtendedVirtual": 0,
+}
+
+
+def fake_global_memory_status_ex(kernel32: FakeKernel32, status: Any) -> int:
+    """``GlobalMemoryStatusEx``: fails with ``ERROR_INVALID_PARAMETER`` unless ``dwLength`` is
+    ``sizeof(MEMORYSTATUSEX)`` (as Windows does), or with ``kernel32.fail`` when listed."""
+    from torchdll._win32 import MEMORYSTATUSEX
+
+    if "GlobalMemoryStatusEx" in kernel32.fail:
+        kernel32.last_error = kernel32.fail["GlobalMemoryStatusEx"]
+        return 0
+    struct = _deref(status)
+    if not isinstance(struct, MEMORYSTATUSEX) or struct.dwLength != ctypes.sizeof(MEMORYSTATUSEX):
+        kernel32.last_error = ERROR_INVALID_PARAMETER
+        return 0
+    for name, value in kernel32.memory.items():
+        setattr(struct, name, value)
+    kernel32.last_error = ERROR_SUCCESS
+    return 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import pytest
 
@@ -29,15 +29,6 @@ WIN10 = "10.0.19045"  # no Smart App Control on Windows 10
 STORE_ID = "PythonSoftwareFoundation.Python.3.11_qbz5n2kfra8p0"
 
 
-@dataclasses.dataclass(frozen=True)
-class FutureSnapshot(Snapshot):
-    """A snapshot with the fields this family asks for (not in snapshot schema v1 yet)."""
-
-    smart_app_control: Optional[int] = None
-    commit_limit: Optional[int] = None
-    commit_available: Optional[int] = None
-
-
 @pytest.fixture
 def env(tmp_path: Path) -> WindowsEnv:
     return WindowsEnv(tmp_path)
@@ -48,11 +39,10 @@ def run(env: WindowsEnv, **overrides: object) -> List[Finding]:
 
 
 def run_future(env: WindowsEnv, **fields: object) -> List[Finding]:
-    snap = env.snapshot()
-    future = FutureSnapshot(
-        **{f.name: getattr(snap, f.name) for f in dataclasses.fields(Snapshot)}, **fields
-    )  # type: ignore[arg-type]
-    return list(check_platform(diagnose_context(future, env.view())))
+    """With the optional snapshot facts (smart_app_control, commit_limit...), through JSON as a
+    snapshot file from another machine would come."""
+    snap = Snapshot.from_json(env.snapshot(**fields).to_json())
+    return list(check_platform(diagnose_context(snap, env.view())))
 
 
 def by_id(findings: List[Finding]) -> Dict[str, Finding]:
@@ -378,3 +368,41 @@ def test_diagnose_ranks_the_platform_cause_right_after_the_prediction(
     torch = report.predictions[0]
     assert (torch.outcome, torch.winerror) == ("fails", code)
     assert [f.id for f in report.findings[:2]] == ["predicted-load-failure", expected]
+
+
+# -- the optional snapshot facts, as collected (torchdll.snapshot, schema version 1) -------------
+
+
+def test_smart_app_control_on_with_unsigned_torch_dlls_warns(env: WindowsEnv) -> None:
+    env.add_system()
+    env.add_torch("2.9.0")
+    f = by_id(run(env, smart_app_control=1))["app-control-4551"]
+    assert f.severity is Severity.WARNING and f.confidence is Confidence.LIKELY
+    assert "Smart App Control is on" in f.title
+    assert "app-control-4551" not in by_id(run(env, smart_app_control=0))
+
+
+def test_a_snapshot_written_before_the_optional_facts_is_not_judged(env: WindowsEnv) -> None:
+    env.add_system()
+    env.add_torch("2.9.0")
+    data = env.snapshot(smart_app_control=1).to_dict()
+    for name in ("smart_app_control", "commit_limit", "commit_available", "vc_redist_x64"):
+        del data[name]
+    old = Snapshot.from_dict(data)
+    assert old.smart_app_control is None
+    assert "app-control-4551" not in by_id(list(check_platform(diagnose_context(old, env.view()))))
+
+
+def test_the_commit_limit_raises_the_pagefile_confidence(env: WindowsEnv) -> None:
+    env.add_system()
+    env.add_dll(f"{env.system32}\\nvcuda.dll", exports=["cuInit"])
+    env.add_torch("2.5.1", local="cu121", cuda="12.1", dlls=cuda_dlls())
+    without = by_id(run(env))["pagefile-commit-1455"]
+    small = by_id(run_future(env, commit_limit=6 << 30, commit_available=0))["pagefile-commit-1455"]
+    ample = by_id(run_future(env, commit_limit=64 << 30, commit_available=48 << 30))["pagefile-commit-1455"]
+    assert (without.severity, without.confidence) == (Severity.INFO, Confidence.POSSIBLE)
+    assert (small.severity, small.confidence) == (Severity.WARNING, Confidence.LIKELY)
+    order = list(Confidence)  # certain, likely, possible
+    assert order.index(small.confidence) < order.index(without.confidence)
+    assert (ample.severity, ample.confidence) == (Severity.INFO, Confidence.POSSIBLE)
+    assert "49152 MiB available of 65536 MiB" in evidence(ample)

@@ -371,3 +371,17 @@ def test_diagnose_ranks_the_runtime_cause_right_after_the_prediction(
     assert (torch.outcome, torch.winerror) == ("fails", code)
     assert [f.id for f in report.findings[:2]] == ["predicted-load-failure", expected]
     assert report.findings[1].explains == "torch" and not report.ok
+
+
+def test_redist_recorded_as_installed_but_files_missing_says_repair(env: WindowsEnv) -> None:
+    env.add_system(msvcp140=None, vcruntime140=None)
+    env.add_torch("2.9.0")
+    snap = env.snapshot(vc_redist_x64="v14.44.35211.00")
+    from torchdll.diagnosis import diagnose
+
+    report = diagnose(snap, view=env.view())
+    f = next(f for f in report.findings if f.id == "vcredist-missing")
+    assert any(ev.label == "registry" and "v14.44.35211.00" in ev.value and "repair" in ev.value
+               for ev in f.evidence)
+    plain = next(f for f in diagnose(env.snapshot(), view=env.view()).findings if f.id == "vcredist-missing")
+    assert not any(ev.label == "registry" for ev in plain.evidence)

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.fakewin import FakeKernel32, FakeWinreg, fake_api, typical_registry
-from torchdll._win32 import SYSTEM_ENVIRONMENT_KEY
+from torchdll._win32 import CI_POLICY_KEY, SYSTEM_ENVIRONMENT_KEY, VC_RUNTIMES_X64_KEYS
 from torchdll.errors import SnapshotError
 from torchdll.fsview import MirrorView
 from torchdll.model import LoadContext, Machine
@@ -210,6 +210,35 @@ def test_collect_windows_never_raises_and_records_notes() -> None:
     assert "guessed" in joined
 
 
+def test_collect_windows_optional_facts() -> None:
+    reg = typical_registry()
+    hklm = FakeWinreg.HKEY_LOCAL_MACHINE
+    reg.set_value(hklm, CI_POLICY_KEY, "VerifiedAndReputablePolicyState", 2, reg.REG_DWORD)
+    wow = VC_RUNTIMES_X64_KEYS[1]  # only the WOW6432Node copy, as some installs leave it
+    reg.set_value(hklm, wow, "Installed", 1, reg.REG_DWORD)
+    reg.set_value(hklm, wow, "Version", "v14.44.35211.00", reg.REG_SZ)
+    k32 = FakeKernel32(["C:\\Python311\\python.exe"])
+    k32.memory.update(ullTotalPageFile=9 << 30, ullAvailPageFile=1 << 30)
+    snap = collect(api=fake_api(kernel32=k32, winreg=reg), platform="win32", environ={}, cwd="C:\\")
+    assert (snap.smart_app_control, snap.commit_limit, snap.commit_available, snap.vc_redist_x64) == (
+        2, 9 << 30, 1 << 30, "v14.44.35211.00"
+    )
+    assert snap.notes == ()
+    assert Snapshot.from_json(snap.to_json()) == snap
+
+
+def test_collect_windows_optional_facts_unreadable() -> None:
+    reg = typical_registry()
+    reg.deny(FakeWinreg.HKEY_LOCAL_MACHINE, CI_POLICY_KEY)
+    k32 = FakeKernel32(["C:\\Python311\\python.exe"], fail={"GlobalMemoryStatusEx": 5})
+    snap = collect(api=fake_api(kernel32=k32, winreg=reg), platform="win32", environ={}, cwd="C:\\")
+    assert snap.smart_app_control is None and snap.vc_redist_x64 is None
+    assert snap.commit_limit is None and snap.commit_available is None
+    joined = "\n".join(snap.notes)
+    assert f"access denied reading HKLM\\{CI_POLICY_KEY}" in joined
+    assert "GlobalMemoryStatusEx: Win32 error 5" in joined
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="the real Win32 API exists here")
 def test_collect_windows_mode_without_windows_does_not_raise() -> None:
     snap = collect(platform="win32", environ={"PATH": "C:\\x"}, cwd="C:\\")
@@ -293,6 +322,10 @@ SNAPSHOTS = st.builds(
     notes=st.lists(_TEXT, max_size=3).map(tuple),
     collected_at=_TEXT,
     torchdll_version=_TEXT,
+    smart_app_control=st.none() | st.sampled_from([0, 1, 2]) | st.integers(),
+    commit_limit=st.none() | st.integers(min_value=0, max_value=1 << 50),
+    commit_available=st.none() | st.integers(min_value=0, max_value=1 << 50),
+    vc_redist_x64=_OPT_TEXT,
 )
 
 
@@ -333,6 +366,39 @@ def test_sequences_and_mappings_are_normalised() -> None:
     snap = Snapshot(loaded_modules=["a"], notes=["n"], known_dlls={"k": "v"}, python=PythonInfo(sys_path=["p"]))  # type: ignore[arg-type]
     assert snap.loaded_modules == ("a",) and snap.notes == ("n",) and snap.python.sys_path == ("p",)
     assert Snapshot.from_json(snap.to_json()) == snap
+
+
+FACTS: Dict[str, Any] = {
+    "smart_app_control": 1,
+    "commit_limit": 20 << 30,
+    "commit_available": 3 << 30,
+    "vc_redist_x64": "v14.44.35211.00",
+}
+
+
+def _old_snapshot_dict() -> Dict[str, Any]:
+    """What a torchdll from before the optional fields wrote."""
+    data = windows_snapshot().to_dict()
+    for name in OPTIONAL_FIELDS:
+        del data[name]
+    return data
+
+
+def test_optional_facts_round_trip() -> None:
+    snap = windows_snapshot(**FACTS)
+    data = json.loads(snap.to_json())
+    assert {k: data[k] for k in FACTS} == FACTS
+    assert Snapshot.from_json(snap.to_json()) == snap
+    unknown = json.loads(windows_snapshot().to_json())
+    assert all(unknown[k] is None for k in OPTIONAL_FIELDS)  # always written, null when unknown
+
+
+def test_old_snapshot_without_the_optional_facts_loads() -> None:
+    old = json.dumps(_old_snapshot_dict())
+    snap = Snapshot.from_json(old)
+    assert all(getattr(snap, k) is None for k in OPTIONAL_FIELDS)
+    assert snap == windows_snapshot()
+    assert Snapshot.from_dict(json.loads(old)) == snap
 
 
 def test_unknown_fields_are_ignored() -> None:
@@ -387,8 +453,11 @@ def _setting(value: Any, *keys: str) -> Callable[[Dict[str, Any]], None]:
 
 TOP_FIELDS = [f.name for f in fields(Snapshot)]
 PY_FIELDS = [f.name for f in fields(PythonInfo)]
+#: Added within schema version 1: a missing one reads as None (see the old-snapshot tests).
+OPTIONAL_FIELDS = ("smart_app_control", "commit_limit", "commit_available", "vc_redist_x64")
+REQUIRED_FIELDS = [k for k in TOP_FIELDS if k not in OPTIONAL_FIELDS]
 
-_MISSING = [pytest.param(_without(k), id=f"missing-{k}") for k in ["schema_version", *TOP_FIELDS]] + [
+_MISSING = [pytest.param(_without(k), id=f"missing-{k}") for k in ["schema_version", *REQUIRED_FIELDS]] + [
     pytest.param(_without("python", k), id=f"missing-python.{k}") for k in PY_FIELDS
 ]
 
@@ -401,6 +470,7 @@ _WRONG_VALUE = {
     "map": ["kernel32.dll"],
     "reg": "C:\\a",
     "obj": [],
+    "opt_int": "64",
 }
 _TOP_KINDS = {
     "user_path": "reg",
@@ -412,6 +482,10 @@ _TOP_KINDS = {
     "loaded_modules": "list",
     "notes": "list",
     "python": "obj",
+    "smart_app_control": "opt_int",
+    "commit_limit": "opt_int",
+    "commit_available": "opt_int",
+    "vc_redist_x64": "opt_str",
 }
 _PY_KINDS = {
     "base_executable": "opt_str",
@@ -442,6 +516,8 @@ _OTHER = [
     pytest.param(_setting({"a": None}, "environ"), id="map-value-type"),
     pytest.param(_setting(None, "cwd"), id="null-string"),
     pytest.param(_setting(1.5, "python", "bits"), id="float-int"),
+    pytest.param(_setting(True, "smart_app_control"), id="optional-int-as-bool"),
+    pytest.param(_setting(1.0e9, "commit_limit"), id="optional-int-as-float"),
 ]
 
 
@@ -535,7 +611,7 @@ def test_schema_file_matches_what_to_json_writes() -> None:
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     written = windows_snapshot().to_dict()
     assert set(schema["properties"]) == set(written)
-    assert set(schema["required"]) == set(written)
+    assert set(schema["required"]) == set(written) - set(OPTIONAL_FIELDS)
     assert schema["properties"]["schema"]["const"] == SCHEMA_NAME
     assert schema["properties"]["schema_version"]["const"] == SCHEMA_VERSION
     py = schema["$defs"]["python"]
@@ -578,6 +654,18 @@ def test_jsonschema_validation() -> None:
     bad = windows_snapshot().to_dict()
     bad["schema_version"] = 2
     assert list(validator.iter_errors(bad))
+
+
+def test_jsonschema_optional_fields() -> None:
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is not installed (optional)")
+    validator = jsonschema.Draft202012Validator(json_schema())
+    validator.validate(_old_snapshot_dict())  # written before the optional fields: still valid
+    validator.validate(windows_snapshot(**FACTS).to_dict())
+    validator.validate(windows_snapshot().to_dict())  # all null
+    for name, wrong in [("smart_app_control", "1"), ("commit_limit", -1), ("vc_redist_x64", 14)]:
+        bad = windows_snapshot().to_dict()
+        bad[name] = wrong
+        assert list(validator.iter_errors(bad)), name
 
 
 # --------------------------------------------------------------------------------------------

@@ -411,3 +411,128 @@ def test_real_windows_api() -> None:  # pragma: no cover - Windows only
     assert isinstance(api.safe_dll_search_mode(), bool)
     sp = api.system_path()
     assert sp is not None and sp[1] in ("REG_SZ", "REG_EXPAND_SZ")
+
+
+# --------------------------------------------------------------------------------------------
+# Smart App Control, commit charge, VC++ Redistributable (optional snapshot facts)
+# --------------------------------------------------------------------------------------------
+
+CI_POLICY = _win32.CI_POLICY_KEY
+VC_NATIVE, VC_WOW = _win32.VC_RUNTIMES_X64_KEYS
+
+
+@pytest.mark.parametrize("state", [0, 1, 2])
+def test_smart_app_control_state_is_read(state: int) -> None:
+    reg = typical_registry()
+    reg.set_value(HKLM, CI_POLICY, "VerifiedAndReputablePolicyState", state, reg.REG_DWORD)
+    api = fake_api(winreg=reg)
+    assert api.smart_app_control() == state
+    assert api.notes == []
+
+
+def test_smart_app_control_absent_is_none_without_a_note() -> None:
+    api = fake_api(winreg=typical_registry())  # Windows 10: no CI\Policy value
+    assert api.smart_app_control() is None
+    assert api.notes == []
+
+
+def test_smart_app_control_access_denied_is_none_with_a_note() -> None:
+    reg = typical_registry()
+    reg.set_value(HKLM, CI_POLICY, "VerifiedAndReputablePolicyState", 1, reg.REG_DWORD)
+    reg.deny(HKLM, CI_POLICY, "VerifiedAndReputablePolicyState")
+    api = fake_api(winreg=reg)
+    assert api.smart_app_control() is None
+    assert api.notes == [f"access denied reading HKLM\\{CI_POLICY}\\VerifiedAndReputablePolicyState"]
+
+
+def test_smart_app_control_of_the_wrong_type_is_ignored() -> None:
+    reg = typical_registry()
+    reg.set_value(HKLM, CI_POLICY, "VerifiedAndReputablePolicyState", "1", reg.REG_SZ)
+    api = fake_api(winreg=reg)
+    assert api.smart_app_control() is None
+    assert "unexpected type REG_SZ" in api.notes[0]
+
+
+def test_memory_status_sets_dw_length_and_reads_the_struct() -> None:
+    assert ctypes.sizeof(_win32.MEMORYSTATUSEX) == 64  # sysinfoapi.h layout
+    k32 = FakeKernel32(_modules(1))
+    k32.memory.update(ullTotalPageFile=24 << 30, ullAvailPageFile=5 << 30, ullTotalPhys=16 << 30)
+    api = fake_api(kernel32=k32)
+    status = api.memory_status()
+    assert status.dwLength == 64 and status.ullTotalPhys == 16 << 30
+    assert api.commit_charge() == (24 << 30, 5 << 30)
+    fn = k32.GlobalMemoryStatusEx
+    assert list(fn.argtypes) == [ctypes.POINTER(_win32.MEMORYSTATUSEX)]
+    assert fn.restype is wintypes.BOOL
+    assert len(fn.calls) == 2
+
+
+def test_the_fake_refuses_a_memory_status_without_dw_length() -> None:
+    k32 = FakeKernel32(_modules(1))
+    api = fake_api(kernel32=k32)
+    api.memory_status()  # declares the function
+    assert k32.GlobalMemoryStatusEx(ctypes.byref(_win32.MEMORYSTATUSEX())) == 0
+    assert k32.last_error == 87
+
+
+def test_memory_status_failure_raises_with_the_win32_error() -> None:
+    api = fake_api(kernel32=FakeKernel32(_modules(1), fail={"GlobalMemoryStatusEx": 5}))
+    with pytest.raises(WinApiError) as info:
+        api.commit_charge()
+    assert (info.value.function, info.value.winerror) == ("GlobalMemoryStatusEx", 5)
+
+
+def _redist(reg: FakeWinreg, key: str, version: object = "v14.44.35211.00", installed: int = 1) -> None:
+    reg.set_value(HKLM, key, "Installed", installed, reg.REG_DWORD)
+    if version is not None:
+        reg.set_value(HKLM, key, "Version", version, reg.REG_SZ)
+
+
+@pytest.mark.parametrize("key", [VC_NATIVE, VC_WOW])
+def test_vc_redist_version_from_either_view(key: str) -> None:
+    reg = typical_registry()
+    _redist(reg, key)
+    api = fake_api(winreg=reg)
+    assert api.vc_redist_x64() == "v14.44.35211.00"
+    assert api.notes == []
+
+
+def test_vc_redist_native_key_wins() -> None:
+    reg = typical_registry()
+    _redist(reg, VC_NATIVE, "v14.44.35211.00")
+    _redist(reg, VC_WOW, "v14.38.33135.00")
+    assert fake_api(winreg=reg).vc_redist_x64() == "v14.44.35211.00"
+
+
+def test_vc_redist_not_installed() -> None:
+    reg = typical_registry()
+    assert fake_api(winreg=reg).vc_redist_x64() is None
+    _redist(reg, VC_NATIVE, installed=0)  # uninstalled: the key can stay behind
+    api = fake_api(winreg=reg)
+    assert api.vc_redist_x64() is None
+    assert api.notes == []
+
+
+def test_vc_redist_version_from_the_dwords() -> None:
+    reg = typical_registry()
+    _redist(reg, VC_NATIVE, version=None)
+    for name, value in (("Major", 14), ("Minor", 40), ("Bld", 33810), ("Rbld", 0)):
+        reg.set_value(HKLM, VC_NATIVE, name, value, reg.REG_DWORD)
+    assert fake_api(winreg=reg).vc_redist_x64() == "v14.40.33810.00"
+
+
+def test_vc_redist_installed_without_a_version_is_empty() -> None:
+    reg = typical_registry()
+    _redist(reg, VC_NATIVE, version=None)
+    assert fake_api(winreg=reg).vc_redist_x64() == ""
+
+
+def test_vc_redist_access_denied_falls_back_to_the_other_view_with_a_note() -> None:
+    reg = typical_registry()
+    _redist(reg, VC_NATIVE)
+    reg.deny(HKLM, VC_NATIVE)
+    api = fake_api(winreg=reg)
+    assert api.vc_redist_x64() is None
+    assert api.notes == [f"access denied reading HKLM\\{VC_NATIVE}\\Installed"]
+    _redist(reg, VC_WOW, "v14.42.34433.00")
+    assert fake_api(winreg=reg).vc_redist_x64() == "v14.42.34433.00"

@@ -2,9 +2,10 @@
 NVIDIA driver, the paging file (1455), Smart App Control (4551), torch 2.3.0 and the user base's
 MKL, Store Python, and long paths.
 
-Facts the snapshot does not carry yet (Smart App Control state, commit limit) are read from
-optional snapshot attributes when a newer snapshot has them (:func:`_snapshot_fact`); without
-them the findings say ``possible``.
+The Smart App Control state and the commit limit come from the snapshot
+(``smart_app_control``, ``commit_limit``, ``commit_available``; :func:`_snapshot_fact`). A
+snapshot without them (an older one, or an unreadable registry) leaves the 4551 note out and
+keeps the 1455 risk at ``possible``.
 """
 
 from __future__ import annotations

@@ -514,6 +514,11 @@ def _vcredist_missing(ctx: CheckContext, replay: TorchReplay) -> Iterator[Findin
     ev += _tried(
         culprit.resolution if explains and culprit else _probe_resolution(replay, names[0])
     )
+    if ctx.snapshot.vc_redist_x64 is not None:
+        # The registry says a Redistributable is installed, yet the DLLs are not found:
+        # a broken install (or files removed by hand), not a missing one.
+        ev.append(Evidence("registry", f"VC++ Redistributable x64 {ctx.snapshot.vc_redist_x64 or '(no version)'} "
+                           "is recorded as installed: repair it rather than install it"))
     steps, commands = redist_fix()
     if explains or missing:
         severity, title = (
