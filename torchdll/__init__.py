@@ -87,50 +87,64 @@ __all__ = ["__version__", *sorted(_LAZY)]
 _RENAMED = {"read_image_facts": "read_facts", "collect_snapshot": "collect", "probe_dll": "probe"}
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from ._pe import read_facts as read_image_facts  # noqa: F401
-    from .closure import LoadCall, dependency_closure, simulate  # noqa: F401
-    from .errors import InvalidImageError, SnapshotError, TorchDLLWarning  # noqa: F401
-    from .fsview import MirrorView, NativeView  # noqa: F401
-    from .model import ImageFacts, LoadContext, LoadFlags, Machine, Resolution, Rule  # noqa: F401
-    from .resolver import resolve  # noqa: F401
-    from .snapshot import Snapshot, load_offline  # noqa: F401
-    from .snapshot import collect as collect_snapshot  # noqa: F401
-    from .errors import (  # noqa: F401
-        PathAccessDeniedError,
-        PathBackupError,
-        PathChangedError,
-        PathRepairError,
-        PathValueError,
-        PathVerifyError,
-    )
-    from .pathenv import EntryKind, analyze_path  # noqa: F401
-    from .registry import (  # noqa: F401
-        PathRepairOutcome,
-        PathRepairPlan,
-        apply_path_repair,
-        plan_path_repair,
-        undo_path_repair,
-    )
-    from .sanitize import PathPolicy, SanitizeResult, sanitize_path  # noqa: F401
-    from .diagnosis import diagnose  # noqa: F401
-    from .errors import (  # noqa: F401
-        BadImageError,
-        BlockedByPolicyError,
-        CommitLimitError,
-        DllAccessDeniedError,
-        DllInitError,
-        DllLoadError,
-        DllNotFoundError,
-        PathTooLongError,
-        PrecheckWarning,
-        ProbeError,
-        ProcedureNotFoundError,
-        TorchDLLError,
-    )
-    from .guard import import_torch, safe_import_torch  # noqa: F401
-    from .probe import ProbeResult  # noqa: F401
-    from .probe import probe as probe_dll  # noqa: F401
-    from .report import Confidence, Finding, Prediction, Report, Severity  # noqa: F401
+    # explicit 'as' re-exports, so strict type checkers see the public names
+    from ._pe import read_facts as read_image_facts
+    from .closure import LoadCall as LoadCall
+    from .closure import dependency_closure as dependency_closure
+    from .closure import simulate as simulate
+    from .diagnosis import diagnose as diagnose
+    from .errors import BadImageError as BadImageError
+    from .errors import BlockedByPolicyError as BlockedByPolicyError
+    from .errors import CommitLimitError as CommitLimitError
+    from .errors import DllAccessDeniedError as DllAccessDeniedError
+    from .errors import DllInitError as DllInitError
+    from .errors import DllLoadError as DllLoadError
+    from .errors import DllNotFoundError as DllNotFoundError
+    from .errors import InvalidImageError as InvalidImageError
+    from .errors import PathAccessDeniedError as PathAccessDeniedError
+    from .errors import PathBackupError as PathBackupError
+    from .errors import PathChangedError as PathChangedError
+    from .errors import PathRepairError as PathRepairError
+    from .errors import PathTooLongError as PathTooLongError
+    from .errors import PathValueError as PathValueError
+    from .errors import PathVerifyError as PathVerifyError
+    from .errors import PrecheckWarning as PrecheckWarning
+    from .errors import ProbeError as ProbeError
+    from .errors import ProcedureNotFoundError as ProcedureNotFoundError
+    from .errors import SnapshotError as SnapshotError
+    from .errors import TorchDLLError as TorchDLLError
+    from .errors import TorchDLLWarning as TorchDLLWarning
+    from .fsview import MirrorView as MirrorView
+    from .fsview import NativeView as NativeView
+    from .guard import import_torch as import_torch
+    from .guard import safe_import_torch as safe_import_torch
+    from .model import ImageFacts as ImageFacts
+    from .model import LoadContext as LoadContext
+    from .model import LoadFlags as LoadFlags
+    from .model import Machine as Machine
+    from .model import Resolution as Resolution
+    from .model import Rule as Rule
+    from .pathenv import EntryKind as EntryKind
+    from .pathenv import analyze_path as analyze_path
+    from .probe import ProbeResult as ProbeResult
+    from .probe import probe as probe_dll
+    from .registry import PathRepairOutcome as PathRepairOutcome
+    from .registry import PathRepairPlan as PathRepairPlan
+    from .registry import apply_path_repair as apply_path_repair
+    from .registry import plan_path_repair as plan_path_repair
+    from .registry import undo_path_repair as undo_path_repair
+    from .report import Confidence as Confidence
+    from .report import Finding as Finding
+    from .report import Prediction as Prediction
+    from .report import Report as Report
+    from .report import Severity as Severity
+    from .resolver import resolve as resolve
+    from .sanitize import PathPolicy as PathPolicy
+    from .sanitize import SanitizeResult as SanitizeResult
+    from .sanitize import sanitize_path as sanitize_path
+    from .snapshot import Snapshot as Snapshot
+    from .snapshot import collect as collect_snapshot
+    from .snapshot import load_offline as load_offline
 
 
 def __getattr__(name: str) -> "Any":

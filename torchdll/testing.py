@@ -318,3 +318,63 @@ class WindowsEnv:
 
     def view(self) -> MirrorView:
         return MirrorView(self.root)
+
+
+# -- assertions for user projects' tests --------------------------------------------------------
+
+from .report import Finding, Report, Severity  # noqa: E402
+
+
+def _describe_top_finding(report: Report) -> str:
+    if not report.findings:
+        return "top finding: none"
+    top = report.findings[0]
+    line = f"top finding: {top.id} ({top.severity.value}): {top.title}"
+    if top.fix:
+        line += f"\n  fix: {top.fix[0]}"
+    return line
+
+
+def assert_torch_loadable(report: Report, target: str = "torch") -> None:
+    """Fail (``AssertionError``) unless ``report`` predicts that ``import torch`` loads.
+
+    The message names what will fail, the real cause (the prediction's *culprit*) and the
+    report's top finding, so a failing test says why without re-running the diagnosis. A report
+    without a prediction for ``target`` (torch not found, or not a Windows machine) fails too.
+    """
+    preds = [p for p in report.predictions if p.target == target]
+    if not preds:
+        notes = "; ".join(report.notes) or "no prediction in the report"
+        raise AssertionError(f"{target} is not loadable: no {target} prediction ({notes})\n"
+                             f"  {_describe_top_finding(report)}")
+    failing = [p for p in preds if not p.ok]
+    if not failing:
+        return
+    lines: List[str] = []
+    for p in failing:
+        head = f"{p.target} {p.version} will not load"
+        if p.winerror is not None:
+            head += f": WinError {p.winerror}"
+        if p.dll:
+            head += f" on {p.dll}"
+        lines.append(head)
+        lines.append(f"  culprit: {p.culprit or 'unknown'}")
+    lines.append("  " + _describe_top_finding(report))
+    raise AssertionError("\n".join(lines))
+
+
+def assert_finding(report: Report, finding_id: str, *,
+                   severity: Optional[Union[Severity, str]] = None) -> Finding:
+    """Return the finding ``finding_id`` of ``report``; fail (``AssertionError``) if it is
+    missing or (when ``severity`` is given) has another severity."""
+    for f in report.findings:
+        if f.id == finding_id:
+            if severity is not None and f.severity.value != getattr(severity, "value", severity):
+                raise AssertionError(f"finding {finding_id} has severity {f.severity.value}, "
+                                     f"expected {getattr(severity, 'value', severity)}: {f.title}")
+            return f
+    ids = ", ".join(f.id for f in report.findings) or "none"
+    raise AssertionError(f"finding {finding_id} not in the report (findings: {ids})")
+
+
+__all__ += ["assert_finding", "assert_torch_loadable"]

@@ -1,0 +1,1 @@
+"""A tiny user application (a fixture of torchdll's tests: see ``tests/unit/test_pytest_plugin.py``)."""
