@@ -82,13 +82,72 @@ _LAZY = {
     "PathValueError": "torchdll.errors",
 }
 
-__all__ = ["__version__", *sorted(_LAZY)]
+__all__ = [  # a literal list, so type checkers know the public names (a test keeps it = _LAZY)
+    "__version__",
+    "BadImageError",
+    "BlockedByPolicyError",
+    "CommitLimitError",
+    "Confidence",
+    "DllAccessDeniedError",
+    "DllInitError",
+    "DllLoadError",
+    "DllNotFoundError",
+    "EntryKind",
+    "Finding",
+    "ImageFacts",
+    "InvalidImageError",
+    "LoadCall",
+    "LoadContext",
+    "LoadFlags",
+    "Machine",
+    "MirrorView",
+    "NativeView",
+    "PathAccessDeniedError",
+    "PathBackupError",
+    "PathChangedError",
+    "PathPolicy",
+    "PathRepairError",
+    "PathRepairOutcome",
+    "PathRepairPlan",
+    "PathTooLongError",
+    "PathValueError",
+    "PathVerifyError",
+    "PrecheckWarning",
+    "Prediction",
+    "ProbeError",
+    "ProbeResult",
+    "ProcedureNotFoundError",
+    "Report",
+    "Resolution",
+    "Rule",
+    "SanitizeResult",
+    "Severity",
+    "Snapshot",
+    "SnapshotError",
+    "TorchDLLError",
+    "TorchDLLWarning",
+    "analyze_path",
+    "apply_path_repair",
+    "collect_snapshot",
+    "dependency_closure",
+    "diagnose",
+    "import_torch",
+    "load_offline",
+    "plan_path_repair",
+    "probe_dll",
+    "read_image_facts",
+    "resolve",
+    "safe_import_torch",
+    "sanitize_path",
+    "simulate",
+    "undo_path_repair",
+]
 
 _RENAMED = {"read_image_facts": "read_facts", "collect_snapshot": "collect", "probe_dll": "probe"}
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     # explicit 'as' re-exports, so strict type checkers see the public names
-    from ._pe import read_facts as read_image_facts
+    from ._pe import read_facts as read_image_facts  # noqa: F401
     from .closure import LoadCall as LoadCall
     from .closure import dependency_closure as dependency_closure
     from .closure import simulate as simulate
@@ -127,7 +186,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .pathenv import EntryKind as EntryKind
     from .pathenv import analyze_path as analyze_path
     from .probe import ProbeResult as ProbeResult
-    from .probe import probe as probe_dll
+    from .probe import probe as probe_dll  # noqa: F401
     from .registry import PathRepairOutcome as PathRepairOutcome
     from .registry import PathRepairPlan as PathRepairPlan
     from .registry import apply_path_repair as apply_path_repair
@@ -143,7 +202,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .sanitize import SanitizeResult as SanitizeResult
     from .sanitize import sanitize_path as sanitize_path
     from .snapshot import Snapshot as Snapshot
-    from .snapshot import collect as collect_snapshot
+    from .snapshot import collect as collect_snapshot  # noqa: F401
     from .snapshot import load_offline as load_offline
 
 

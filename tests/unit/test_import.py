@@ -56,3 +56,7 @@ def test_no_public_name_is_shadowed_by_a_submodule() -> None:
 
     subs = {m.name for m in pkgutil.iter_modules(torchdll.__path__)}
     assert subs.isdisjoint(torchdll.__all__)
+
+
+def test_all_is_exactly_the_lazy_table() -> None:
+    assert torchdll.__all__ == ["__version__", *sorted(torchdll._LAZY)]  # type: ignore[attr-defined]
