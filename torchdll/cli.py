@@ -101,9 +101,11 @@ def _print_simulation(sim: "Simulation", out: TextIO, *, verbose: bool,
 
 def _cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
     from .diagnosis import diagnose
+    from .messages import language, text
     from .report import write
 
     fmt = "json" if args.json else ("markdown" if args.markdown else "text")
+    lang = args.lang or language()
     if args.demo:
         from .demo import build_seed_demo
 
@@ -111,9 +113,8 @@ def _cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
             snap, view = build_seed_demo(root)
             report = diagnose(snap, view=view)
             if fmt == "text":
-                out.write("torchdll doctor --demo: a bundled Windows machine (the seed case), "
-                          "analysed offline\n\n")
-            write(report, fmt, out)
+                out.write(text("cli.demo_header", lang) + "\n\n")
+            write(report, fmt, out, lang=lang)
         return 0
     if args.snapshot:
         from .snapshot import Snapshot, load_offline
@@ -125,7 +126,7 @@ def _cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
             report = diagnose(Snapshot.load(args.snapshot))
     else:
         report = diagnose()
-    write(report, fmt, out)
+    write(report, fmt, out, lang=lang)
     return 0 if report.ok else 1
 
 
@@ -321,6 +322,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="diagnose a bundled broken Windows environment (works on any OS)")
     doc.add_argument("--snapshot", metavar="FILE", help="analyse a snapshot from another machine")
     doc.add_argument("--root", metavar="DIR", help="folder mirroring the snapshot machine's drives")
+    doc.add_argument("--lang", choices=("en", "ko"), default=None,
+                     help="language of the text and Markdown report (default: TORCHDLL_LANG or "
+                          "the locale; JSON is always English)")
     fmt = doc.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="versioned JSON (schema/report-v1.json)")
     fmt.add_argument("--markdown", action="store_true", help="Markdown to paste into an issue")

@@ -168,7 +168,9 @@ _BY_CODE: "dict[int, str]" = {
     4551: "BlockedByPolicyError",  # ERROR_SYSTEM_INTEGRITY_POLICY_VIOLATION
 }
 
-#: What each kind means, in a few words (the first line of ``str()``).
+#: What each kind means, in a few words (the first line of ``str()``). The text ``str()`` shows
+#: comes from the message catalogue (``exc.kind.<kind>``, English and Korean); a test keeps
+#: this English table equal to it.
 _KIND_TEXT = {
     "DllNotFoundError": "a DLL it needs was not found",
     "ProcedureNotFoundError": "a DLL lacks a function (or ordinal) another DLL imports from it",
@@ -254,25 +256,33 @@ class TorchDLLError(OSError):
     def __str__(self) -> str:
         import ntpath
 
-        what = _KIND_TEXT.get(type(self).kind, _KIND_TEXT["DllLoadError"])
-        code = f"WinError {self.winerror}" if self.winerror is not None else None
-        head = f"import {self.module} failed: {what}"
-        if code:
-            head += f" ({code})"
+        from .messages import language, text
+
+        lang = language()
+        kind = type(self).kind if type(self).kind in _KIND_TEXT else "DllLoadError"
+        what = text(f"exc.kind.{kind}", lang)
+        if self.winerror is not None:
+            head = text("exc.head_code", lang, module=self.module, what=what,
+                        winerror=self.winerror)
+        else:
+            head = text("exc.head", lang, module=self.module, what=what)
         lines = [head]
         if self.dll:
-            lines.append(f"  loading: {self.dll}")
+            lines.append("  " + text("exc.loading", lang, dll=self.dll))
         if self.summary:
-            lines.append(f"  cause: {self.summary}")
+            lines.append("  " + text("exc.cause", lang, summary=self.summary))
         elif self.culprit and self.culprit != self.dll:
-            by = f" (needed by {ntpath.basename(self.importer)})" if self.importer else ""
-            lines.append(f"  culprit: {self.culprit}{by}")
+            if self.importer:
+                lines.append("  " + text("exc.culprit_by", lang, culprit=self.culprit,
+                                         importer=ntpath.basename(self.importer)))
+            else:
+                lines.append("  " + text("exc.culprit", lang, culprit=self.culprit))
         for i, step in enumerate(self.fix[:3], 1):
-            lines.append(f"  fix {i}: {step}")
+            lines.append("  " + text("exc.fix_step", lang, n=i, step=step))
         if self.report is not None:
-            lines.append("  details: the exception's .report, or run 'python -m torchdll'")
+            lines.append("  " + text("exc.details", lang))
         elif self.original:
-            lines.append(f"  original error: {self.original}")
+            lines.append("  " + text("exc.original", lang, original=self.original))
         return "\n".join(lines)
 
     def __repr__(self) -> str:

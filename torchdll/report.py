@@ -188,92 +188,195 @@ def _wrap(text: str, width: int, indent: str, subsequent: Optional[str] = None) 
                          break_long_words=True, break_on_hyphens=False) or [indent.rstrip()]
 
 
+def _cols(text: str) -> int:
+    """Terminal columns of ``text``: East Asian wide and fullwidth characters (Hangul...) take
+    two, combining marks none."""
+    import unicodedata
+
+    return sum(0 if unicodedata.combining(ch) else
+               2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
+def _wrap_cols(text: str, width: int, indent: str, subsequent: Optional[str] = None) -> List[str]:
+    """:func:`_wrap` by display columns (for Korean): breaks at spaces, and inside a word only
+    when the word alone is wider than a line."""
+    rest_indent = indent if subsequent is None else subsequent
+    lines: List[str] = []
+    line, prefix = "", indent
+    for word in text.split():
+        while word:
+            room = width - _cols(prefix)
+            sep = " " if line else ""
+            if _cols(line + sep + word) <= room:
+                line += sep + word
+                word = ""
+            elif line:
+                lines.append(prefix + line)
+                line, prefix = "", rest_indent
+            else:  # a word wider than the whole line: cut it by columns
+                cut, used = 0, 0
+                while cut < len(word) and used + _cols(word[cut]) <= max(room, 1):
+                    used += _cols(word[cut])
+                    cut += 1
+                cut = max(cut, 1)
+                lines.append(prefix + word[:cut])
+                word, prefix = word[cut:], rest_indent
+    if line:
+        lines.append(prefix + line)
+    return lines or [indent.rstrip()]
+
+
+def _catalogued(f: Finding, lang: str) -> Tuple[str, str, Tuple[str, ...]]:
+    """Title, detail and fix steps of ``f`` as shown in ``lang``: in English the finding's own
+    (with its dynamic evidence); otherwise the catalogue's translation of its id (title, summary
+    and a generic fix), or the English text when the id is not catalogued."""
+    from .messages import has, text
+
+    if lang == "en" or not has(f"finding.{f.id}.title"):
+        return f.title, f.detail, f.fix
+    return (text(f"finding.{f.id}.title", lang), text(f"finding.{f.id}.summary", lang),
+            (text(f"finding.{f.id}.fix", lang),))
+
+
+def _lang(lang: Optional[str]) -> str:
+    from .messages import language
+
+    if lang is None:
+        return language()
+    return "ko" if lang.lower().startswith("ko") else "en"
+
+
 def render_text(report: Report, *, width: int = 80, stream: Optional[TextIO] = None,
-                colour: Optional[bool] = None) -> str:
+                colour: Optional[bool] = None, lang: Optional[str] = None) -> str:
     """A report a person can act on in an 80-column terminal; colour only on a terminal and
-    never when ``NO_COLOR`` is set."""
+    never when ``NO_COLOR`` is set. ``lang``: ``"en"`` or ``"ko"`` (default:
+    :func:`torchdll.messages.language`); in Korean the fixed words and each finding's title,
+    summary and fix come from the message catalogue, and prose is wrapped by display columns
+    (Hangul is double-width); evidence values and commands are shown unchanged."""
+    from .messages import text as msg
+
+    lang = _lang(lang)
+    ko = lang == "ko"
     use = _use_colour(stream) if colour is None else colour
+    wrap = _wrap_cols if ko else _wrap
+    cols = _cols if ko else len
 
     def paint(kind: str, text: str) -> str:
         return f"{_COLOURS[kind]}{text}\033[0m" if use else text
 
+    def sev(f: Finding) -> str:
+        name = f.severity.value
+        return name.upper() if not ko else msg(f"report.severity.{name}", lang)
+
+    def conf(f: Finding) -> str:
+        return f.confidence.value if not ko else msg(f"report.confidence.{f.confidence.value}", lang)
+
     lines: List[str] = []
     for p in report.predictions:
         if p.ok:
-            lines.append(paint("ok", f"{p.target} {p.version}: loads") + " (predicted)")
+            lines.append(paint("ok", f"{p.target} {p.version}: {msg('report.loads', lang)}") +
+                         " " + msg("report.predicted", lang))
             continue
-        lines.append(paint("error", f"{p.target} {p.version}: import will FAIL") +
-                     (f" with WinError {p.winerror}" if p.winerror else ""))
+        lines.append(paint("error", f"{p.target} {p.version}: {msg('report.will_fail', lang)}") +
+                     (" " + msg("report.with_winerror", lang, winerror=p.winerror)
+                      if p.winerror else ""))
         if p.message:
-            lines += _wrap(f"you will see: {p.message}", width, "  ")
+            lines += wrap(msg("report.you_will_see", lang, message=p.message), width, "  ")
         if p.culprit:
-            lines += _wrap(f"real cause: {p.culprit}", width, "  ")
+            lines += wrap(msg("report.real_cause", lang, cause=p.culprit), width, "  ")
     for note in report.notes:
-        lines += _wrap(f"note: {note}", width, "")
+        lines += wrap(msg("report.note", lang, note=note), width, "")
     if report.findings:
         lines.append("")
     for n, f in enumerate(report.findings, 1):
-        plain_tag = f"[{f.severity.value.upper()}, {f.confidence.value}] ({f.id})"
-        tag = f"[{paint(f.severity.value, f.severity.value.upper())}, {f.confidence.value}] ({f.id})"
-        head = _wrap(f"{n}. {f.title}", width, "", "   ")
-        if len(head[-1]) + 2 + len(plain_tag) <= width:
+        title, detail, fix = _catalogued(f, lang)
+        plain_tag = f"[{sev(f)}, {conf(f)}] ({f.id})"
+        tag = f"[{paint(f.severity.value, sev(f))}, {conf(f)}] ({f.id})"
+        head = wrap(f"{n}. {title}", width, "", "   ")
+        if cols(head[-1]) + 2 + cols(plain_tag) <= width:
             head[-1] = f"{head[-1]}  {tag}"
             lines += head
         else:
             lines += head + [f"   {tag}"]
-        if f.detail:
-            lines += _wrap(f.detail, width, "   ")
+        if detail:
+            lines += wrap(detail, width, "   ")
+        if ko:
+            lines += _fix_lines(fix, width, wrap, msg("report.fix", lang))
         for ev in f.evidence:
-            wrapped = _wrap(f"{ev.label}: {ev.value}", width - 2, "     ")
+            wrapped = wrap(f"{ev.label}: {ev.value}", width - 2, "     ")
             wrapped[0] = "   - " + wrapped[0][5:]
             lines += wrapped
-        if f.fix:
-            lines.append("   fix:")
-            for i, step in enumerate(f.fix, 1):
-                lines += _wrap(f"{i}) {step}", width, "     ")
+        if not ko:
+            lines += _fix_lines(fix, width, wrap, msg("report.fix", lang))
         for shell, cmds in f.commands.items():
             lines.append(f"   {shell}:")
             lines += [f"     {c}" for c in cmds]
     if report.ok and report.predictions:
         lines.append("")
-        lines.append(paint("ok", "no problems found"))
+        lines.append(paint("ok", msg("report.no_problems", lang)))
     return "\n".join(lines) + "\n"
 
 
-def render_markdown(report: Report) -> str:
-    """Markdown to paste into a GitHub issue."""
-    out: List[str] = ["## torchdll report", ""]
-    out.append(f"- platform: `{report.platform}`  python: `{report.python}`  source: {report.source}")
+def _fix_lines(fix: Tuple[str, ...], width: int, wrap: Any, label: str) -> List[str]:
+    if not fix:
+        return []
+    lines = [f"   {label}"]
+    for i, step in enumerate(fix, 1):
+        lines += wrap(f"{i}) {step}", width, "     ")
+    return lines
+
+
+def render_markdown(report: Report, *, lang: Optional[str] = None) -> str:
+    """Markdown to paste into a GitHub issue (``lang`` as in :func:`render_text`)."""
+    from .messages import text as msg
+
+    lang = _lang(lang)
+    ko = lang == "ko"
+
+    def m(key: str) -> str:
+        return msg(f"report.md.{key}", lang)
+
+    out: List[str] = [f"## {m('title')}", ""]
+    out.append(f"- {m('platform')}: `{report.platform}`  python: `{report.python}`  "
+               f"{m('source')}: {report.source}")
     out.append(f"- torchdll {report.torchdll_version}")
-    out += [f"- note: {_md(n)}" for n in report.notes]
+    out += [f"- {msg('report.note', lang, note=_md(n))}" for n in report.notes]
     out.append("")
     if report.predictions:
-        out += ["| package | version | predicted | WinError | DLL named | real cause |",
+        out += [f"| {m('package')} | {m('version')} | {m('predicted')} | WinError | "
+                f"{m('dll_named')} | {m('real_cause')} |",
                 "| --- | --- | --- | --- | --- | --- |"]
         for p in report.predictions:
-            out.append(f"| {p.target} | {p.version} | {'loads' if p.ok else '**fails**'} | "
+            state = msg("report.loads", lang) if p.ok else f"**{m('fails')}**"
+            out.append(f"| {p.target} | {p.version} | {state} | "
                        f"{p.winerror or ''} | {_md(p.dll or '')} | {_md(p.culprit or '')} |")
         out.append("")
     for n, f in enumerate(report.findings, 1):
-        out.append(f"### {n}. {f.title}")
+        title, detail, fix = _catalogued(f, lang)
+        severity = msg(f"report.severity.{f.severity.value}", lang)
+        confidence = msg(f"report.confidence.{f.confidence.value}", lang)
+        out.append(f"### {n}. {title}")
         out.append("")
-        out.append(f"`{f.id}` — {f.severity.value}, {f.confidence.value}")
+        out.append(f"`{f.id}` — {severity}, {confidence}")
         out.append("")
-        if f.detail:
-            out += [f.detail, ""]
+        if detail:
+            out += [detail, ""]
+        steps = [f"{i}. {step}" for i, step in enumerate(fix, 1)]
+        if ko and steps:
+            out += [f"**{msg('report.fix', lang)}**", "", *steps, ""]
         if f.evidence:
             out += [f"- {ev.label}: `{ev.value}`" for ev in f.evidence]
             out.append("")
-        if f.fix:
-            out += [f"{i}. {step}" for i, step in enumerate(f.fix, 1)]
+        if not ko and steps:
+            out += steps
             out.append("")
         for shell, cmds in f.commands.items():
             out += [f"```{shell}", *cmds, "```", ""]
         if f.references:
-            out.append("References: " + ", ".join(f.references))
+            out.append(f"{m('references')}: " + ", ".join(f.references))
             out.append("")
     if not report.findings:
-        out += ["No problems found.", ""]
+        out += [m("no_problems"), ""]
     return "\n".join(out)
 
 
@@ -281,12 +384,15 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def write(report: Report, fmt: str = "text", stream: Optional[TextIO] = None) -> None:
-    """Render ``report`` as ``text``, ``json`` or ``markdown`` to ``stream`` (stdout)."""
+def write(report: Report, fmt: str = "text", stream: Optional[TextIO] = None,
+          lang: Optional[str] = None) -> None:
+    """Render ``report`` as ``text``, ``json`` or ``markdown`` to ``stream`` (stdout); ``lang``
+    (``"en"``/``"ko"``, default the user's language) applies to text and Markdown, JSON stays
+    English."""
     out = stream or sys.stdout
     if fmt == "json":
         out.write(render_json(report) + "\n")
     elif fmt == "markdown":
-        out.write(render_markdown(report))
+        out.write(render_markdown(report, lang=lang))
     else:
-        out.write(render_text(report, stream=out))
+        out.write(render_text(report, stream=out, lang=lang))
