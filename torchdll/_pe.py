@@ -574,19 +574,26 @@ def _import_list(
     return tuple(names), tuple(ordinals)
 
 
-def _static_imports(img: _Image) -> List[_ImportPayload]:
-    rva, _size = img.dirs[_DIR_IMPORT]
-    out: List[_ImportPayload] = []
+def _descriptors(img: _Image, directory: int, size: int, what: str) -> Iterator[Tuple[int, bytes]]:
+    """``(index, raw bytes)`` of the fixed-size descriptors of an import-like directory, bounded
+    by :data:`MAX_DESCRIPTORS` and stopping (with a warning) at one outside the image."""
+    rva, _size = img.dirs[directory]
     if rva == 0:
-        return out
+        return
     for i in range(MAX_DESCRIPTORS + 1):
         if i == MAX_DESCRIPTORS:
-            img.warn(f"more than {MAX_DESCRIPTORS} import descriptors; rest ignored")
-            break
-        raw = img.read(rva + 20 * i, 20)
+            img.warn(f"more than {MAX_DESCRIPTORS} {what} descriptors; rest ignored")
+            return
+        raw = img.read(rva + size * i, size)
         if raw is None:
-            img.warn(f"import descriptor {i} at RVA 0x{rva + 20 * i:x} is outside the image")
-            break
+            img.warn(f"{what} descriptor {i} at RVA 0x{rva + size * i:x} is outside the image")
+            return
+        yield i, raw
+
+
+def _static_imports(img: _Image) -> List[_ImportPayload]:
+    out: List[_ImportPayload] = []
+    for _i, raw in _descriptors(img, _DIR_IMPORT, 20, "import"):
         oft, _ts, _fwd, name_rva, ft = struct.unpack("<IIIII", raw)
         # The loader stops at the first descriptor without a name or an IAT.
         if name_rva == 0 or ft == 0:
@@ -600,18 +607,8 @@ def _static_imports(img: _Image) -> List[_ImportPayload]:
 
 
 def _delay_imports(img: _Image) -> List[_ImportPayload]:
-    rva, _size = img.dirs[_DIR_DELAY_IMPORT]
     out: List[_ImportPayload] = []
-    if rva == 0:
-        return out
-    for i in range(MAX_DESCRIPTORS + 1):
-        if i == MAX_DESCRIPTORS:
-            img.warn(f"more than {MAX_DESCRIPTORS} delay-import descriptors; rest ignored")
-            break
-        raw = img.read(rva + 32 * i, 32)
-        if raw is None:
-            img.warn(f"delay-import descriptor {i} at RVA 0x{rva + 32 * i:x} is outside the image")
-            break
+    for i, raw in _descriptors(img, _DIR_DELAY_IMPORT, 32, "delay-import"):
         attrs, name_addr, _hmod, _iat, int_addr, _biat, _uiat, _ts = struct.unpack("<8I", raw)
         if name_addr == 0:
             break

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List
+from typing import List
 
 import pytest
 
+from tests.support.findings import by_id, evidence, run_check
 from torchdll import _data
 from torchdll.checks.openmp import check_openmp
 from torchdll.diagnosis import diagnose, diagnose_context
@@ -23,15 +24,7 @@ def env(tmp_path: Path) -> WindowsEnv:
 
 
 def run(env: WindowsEnv, **overrides: object) -> List[Finding]:
-    return list(check_openmp(diagnose_context(env.snapshot(**overrides), env.view())))
-
-
-def by_id(findings: List[Finding]) -> Dict[str, Finding]:
-    return {f.id: f for f in findings}
-
-
-def evidence(f: Finding) -> str:
-    return "\n".join(f"{e.label}: {e.value}" for e in f.evidence)
+    return run_check(check_openmp, env, **overrides)
 
 
 @pytest.mark.parametrize("version", ["2.3.1", "2.4.1", "2.8.0", "2.9.0"])

@@ -18,6 +18,7 @@ from torchdll.checks import findings_of
 from torchdll.checks.path import check_path
 from torchdll.diagnosis import diagnose, diagnose_context
 from torchdll.report import Confidence, Finding, Report, Severity
+from tests.support.findings import evidence as evidence_text
 from torchdll.testing import C10_EXPORTS, MSVCP, TorchDll, WindowsEnv, torch_dlls
 
 CATALOGUE = Path(__file__).resolve().parents[2] / "torchdll" / "data" / "findings" / "path.json"
@@ -57,10 +58,6 @@ def ev(finding: Finding) -> Dict[str, str]:
     for e in finding.evidence:
         out.setdefault(e.label, e.value)
     return out
-
-
-def evidence_text(finding: Finding) -> str:
-    return "\n".join(f"{e.label}: {e.value}" for e in finding.evidence)
 
 
 def commands(finding: Finding, shell: str) -> Sequence[str]:

@@ -14,6 +14,7 @@ from torchdll.diagnosis import diagnose, diagnose_context
 from torchdll.model import Machine
 from torchdll.report import Confidence, Finding, Severity
 from torchdll.snapshot import Snapshot
+from tests.support.findings import by_id, evidence, run_check
 from torchdll.testing import MSVCP, TorchDll, WindowsEnv, torch_dlls
 
 IDS = {
@@ -35,7 +36,7 @@ def env(tmp_path: Path) -> WindowsEnv:
 
 
 def run(env: WindowsEnv, **overrides: object) -> List[Finding]:
-    return list(check_platform(diagnose_context(env.snapshot(**overrides), env.view())))
+    return run_check(check_platform, env, **overrides)
 
 
 def run_future(env: WindowsEnv, **fields: object) -> List[Finding]:
@@ -43,14 +44,6 @@ def run_future(env: WindowsEnv, **fields: object) -> List[Finding]:
     snapshot file from another machine would come."""
     snap = Snapshot.from_json(env.snapshot(**fields).to_json())
     return list(check_platform(diagnose_context(snap, env.view())))
-
-
-def by_id(findings: List[Finding]) -> Dict[str, Finding]:
-    return {f.id: f for f in findings}
-
-
-def evidence(f: Finding) -> str:
-    return "\n".join(f"{e.label}: {e.value}" for e in f.evidence)
 
 
 def cuda_dlls(version: str = "2.5.1") -> Sequence[TorchDll]:

@@ -12,6 +12,7 @@ from torchdll import _data
 from torchdll.checks.runtime import check_runtime
 from torchdll.diagnosis import diagnose, diagnose_context
 from torchdll.report import Confidence, Finding, Severity
+from tests.support.findings import by_id, evidence, run_check
 from torchdll.testing import MSVCP, WindowsEnv
 
 IDS = {
@@ -34,18 +35,7 @@ def env(tmp_path: Path) -> WindowsEnv:
 
 
 def run(env: WindowsEnv, **overrides: object) -> List[Finding]:
-    return list(check_runtime(diagnose_context(env.snapshot(**overrides), env.view())))
-
-
-def by_id(findings: List[Finding]) -> Dict[str, Finding]:
-    out: Dict[str, Finding] = {}
-    for f in findings:
-        out.setdefault(f.id, f)
-    return out
-
-
-def evidence(f: Finding) -> str:
-    return "\n".join(f"{e.label}: {e.value}" for e in f.evidence)
+    return run_check(check_runtime, env, **overrides)
 
 
 def remove(env: WindowsEnv, win_path: str) -> None:
