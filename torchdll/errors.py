@@ -42,19 +42,21 @@ StrPath = Union[str, "os.PathLike[str]"]
 
 
 class InvalidImageError(ValueError):
-    """A file is not a PE image torchdll can read (truncated, corrupt, not a PE, unreadable).
+    """A file is not an image torchdll can read (truncated, corrupt, wrong format, unreadable).
 
-    ``path`` names the file and ``reason`` says, in a few words, what is wrong with it. The
-    message never depends on the locale.
+    ``path`` names the file, ``reason`` says in a few words what is wrong with it and ``kind``
+    which format was expected (``"PE"``, ``"ELF"``, ``"Mach-O"``). The message never depends on
+    the locale.
     """
 
-    def __init__(self, path: StrPath, reason: str) -> None:
+    def __init__(self, path: StrPath, reason: str, kind: str = "PE") -> None:
         self.path = os.fspath(path)
         self.reason = reason
-        super().__init__(f"{self.path}: not a readable PE image: {reason}")
+        self.kind = kind
+        super().__init__(f"{self.path}: not a readable {kind} image: {reason}")
 
-    def __reduce__(self) -> tuple[type[InvalidImageError], tuple[str, str]]:
-        return (type(self), (self.path, self.reason))
+    def __reduce__(self) -> tuple[type[InvalidImageError], tuple[str, str, str]]:
+        return (type(self), (self.path, self.reason, self.kind))
 
 
 class SnapshotError(ValueError):
