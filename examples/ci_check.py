@@ -4,7 +4,8 @@ It runs :func:`torchdll.diagnose` and prints a Markdown report for the CI log; t
 1 when the report predicts a load failure or has an error-severity finding, 0 otherwise (2 on
 bad input). torch is never imported.
 
-* ``python examples/ci_check.py``: this machine (on a Windows runner, after ``pip install``);
+* ``python examples/ci_check.py``: this machine (on a Windows runner, after ``pip install``;
+  on Linux the ld.so model replays ``import torch`` the same way);
 * ``python examples/ci_check.py --snapshot FILE --root DIR``: a snapshot taken on another
   machine with ``torchdll snapshot`` and the folder mirroring its drives (``DIR/C/...``);
 * ``python examples/ci_check.py --demo``: the bundled seed case (a venv whose torch 2.9 fails
@@ -28,7 +29,8 @@ from torchdll.report import Report, Severity, render_markdown
 
 def failures(report: Report) -> List[str]:
     """Why the build fails: one line per predicted failure and per error-severity finding."""
-    out = [f"{p.target} {p.version}: predicted WinError {p.winerror} on {p.dll}"
+    out = [f"{p.target} {p.version}: predicted WinError {p.winerror} on {p.dll}" if p.winerror is not None
+           else f"{p.target} {p.version}: predicted {p.message}"  # Linux: the ld.so model's message
            for p in report.predictions if not p.ok]
     out += [f"{f.id}: {f.title}" for f in report.findings if f.severity is Severity.ERROR]
     return out

@@ -80,6 +80,15 @@ _LAZY = {
     "PathChangedError": "torchdll.errors",
     "PathVerifyError": "torchdll.errors",
     "PathValueError": "torchdll.errors",
+    # Linux and macOS: ELF facts, the ld.so model, the loader environment of a new process
+    "read_elf_facts": "torchdll._elf",
+    "ElfFacts": "torchdll._elf",
+    "LdContext": "torchdll.ldso",
+    "LdSimulator": "torchdll.ldso",
+    "live_context": "torchdll.ldso",
+    "diagnose_linux": "torchdll.linuxdiag",
+    "plan_loader_env": "torchdll.loaderenv",
+    "EnvPlan": "torchdll.loaderenv",
 }
 
 __all__ = [  # a literal list, so type checkers know the public names (a test keeps it = _LAZY)
@@ -92,10 +101,14 @@ __all__ = [  # a literal list, so type checkers know the public names (a test ke
     "DllInitError",
     "DllLoadError",
     "DllNotFoundError",
+    "ElfFacts",
     "EntryKind",
+    "EnvPlan",
     "Finding",
     "ImageFacts",
     "InvalidImageError",
+    "LdContext",
+    "LdSimulator",
     "LoadCall",
     "LoadContext",
     "LoadFlags",
@@ -131,10 +144,14 @@ __all__ = [  # a literal list, so type checkers know the public names (a test ke
     "collect_snapshot",
     "dependency_closure",
     "diagnose",
+    "diagnose_linux",
     "import_torch",
+    "live_context",
     "load_offline",
+    "plan_loader_env",
     "plan_path_repair",
     "probe_dll",
+    "read_elf_facts",
     "read_image_facts",
     "resolve",
     "safe_import_torch",
@@ -198,6 +215,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .report import Report as Report
     from .report import Severity as Severity
     from .resolver import resolve as resolve
+    from ._elf import ElfFacts as ElfFacts
+    from ._elf import read_elf_facts as read_elf_facts
+    from .ldso import LdContext as LdContext
+    from .ldso import LdSimulator as LdSimulator
+    from .ldso import live_context as live_context
+    from .linuxdiag import diagnose_linux as diagnose_linux
+    from .loaderenv import EnvPlan as EnvPlan
+    from .loaderenv import plan_loader_env as plan_loader_env
     from .sanitize import PathPolicy as PathPolicy
     from .sanitize import SanitizeResult as SanitizeResult
     from .sanitize import sanitize_path as sanitize_path

@@ -93,10 +93,17 @@ def diagnose(
     ``root``: a folder mirroring the snapshot machine's drives (``root/C/...``) for offline
     analysis; ``view`` overrides how files are read. ``checks`` restricts the checks run.
     Never imports torch and never changes anything.
+
+    On Linux (and macOS) without a snapshot, the live process is diagnosed with the ``ld.so``
+    model instead (:func:`torchdll.linuxdiag.diagnose_linux`).
     """
     from . import __version__
 
     snap = snapshot if snapshot is not None else collect()
+    if snapshot is None and root is None and view is None and snap.platform != "win32":
+        from .linuxdiag import diagnose_linux
+
+        return diagnose_linux(checks=None if checks is None else [c for c in checks if c[0] == "torchdll.checks.linux"])
     if view is None:
         view = MirrorView(root) if root is not None else NativeView()  # type: ignore[arg-type]
     source = "live" if snapshot is None else ("offline" if root is not None else "snapshot")

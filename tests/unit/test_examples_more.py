@@ -92,6 +92,11 @@ def test_ci_check_live_on_this_machine() -> None:
     code, out, err = run(str(EXAMPLES / "ci_check.py"))
     if sys.platform == "win32":  # pragma: no cover - depends on the runner's torch
         assert code in (0, 1), err
-    else:  # not Windows: nothing to load, nothing to fail
+    else:  # Linux: the ld.so model replays the torch installed here (the CPU build loads)
+        import importlib.util
+
         assert code == 0, err
-        assert "ci_check: passed (nothing to check: torch loads Windows DLLs only on Windows" in out
+        if importlib.util.find_spec("torch") is not None:
+            assert "ci_check: passed -- torch is predicted to load" in out
+        else:
+            assert "ci_check: passed (nothing to check: no torch installation found" in out

@@ -1,0 +1,188 @@
+"""Causes 37-39 end to end on the real ld.so: a synthetic torch that runs torch's own loader code
+(and the real CPU torch 2.13.0 for the libstdc++ case) is imported in a child Python; the
+model's prediction (``diagnose``'s replay) must give the same error text, the checks must name
+the cause, and ``torchdll run`` must make the same import succeed where the fix is the
+environment.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import pytest
+
+from tests.support import elfbuild
+from tests.support.linuxtorch import build_fake_torch, import_in_child, probe_child
+from tests.support.tiers import unavailable
+from torchdll.linuxdiag import LinuxCheckContext, diagnose_linux, linux_context
+from torchdll.report import Severity
+
+pytestmark = [pytest.mark.linux]
+
+if not sys.platform.startswith("linux"):  # pragma: no cover - the tier needs glibc's ld.so
+    pytest.skip("the ld.so tier needs Linux", allow_module_level=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _gcc() -> None:
+    if elfbuild.find_gcc() is None:
+        unavailable("gcc not found (apt install gcc)")
+
+
+def _model(site: Path, llp: Optional[str]) -> LinuxCheckContext:
+    """The context of the child the test runs: its sys.path, its executable, the objects it
+    has mapped before ``import torch``, and the LD_LIBRARY_PATH it starts with."""
+    facts = probe_child(site, llp)
+    environ = {"LD_LIBRARY_PATH": llp} if llp is not None else {}
+    return linux_context(environ=environ, current_environ=environ, sys_path=list(facts["sys_path"]),  # type: ignore[arg-type]
+                         executable=str(facts["exe"]), loaded=[p for p in facts["maps"] if p != facts["exe"]],  # type: ignore[union-attr]
+                         soabi=__import__("sysconfig").get_config_var("SOABI"))
+
+
+def _run_prefix() -> List[str]:
+    return [sys.executable, "-m", "torchdll", "run", "--"]
+
+
+# --------------------------------------------------------------------------------------------
+# cause 37: a CUDA toolkit on LD_LIBRARY_PATH shadows pip's libnvJitLink
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def nvjitlink_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cause37")
+    site = root / "site-packages"
+    nv = site / "nvidia"
+    cudart = elfbuild.build_lib(nv / "cuda_runtime" / "lib", "libcudart.so.12", soname="libcudart.so.12",
+                                defines=["cudaGetDeviceCount"], marker="pip-cudart")
+    jit = elfbuild.build_lib(nv / "nvjitlink" / "lib", "libnvJitLink.so.12", soname="libnvJitLink.so.12",
+                             defines=["__nvJitLinkAddData_12_1@@libnvJitLink.so.12",
+                                      "__nvJitLinkComplete_12_4@@libnvJitLink.so.12"], marker="pip-jit")
+    sparse = elfbuild.build_lib(nv / "cusparse" / "lib", "libcusparse.so.12", soname="libcusparse.so.12",
+                                needed=[jit], refs=["__nvJitLinkComplete_12_4@libnvJitLink.so.12"],
+                                marker="pip-sparse")
+    # the toolkit's older copy: the same soname and version node, without the 12.4 symbol
+    elfbuild.build_lib(root / "cuda-12.1" / "lib64", "libnvJitLink.so.12", soname="libnvJitLink.so.12",
+                       defines=["__nvJitLinkAddData_12_1@@libnvJitLink.so.12"], marker="toolkit-jit")
+    build_fake_torch(site, global_deps_needed=[cudart],
+                     global_deps_runpath=["$ORIGIN/../../nvidia/cuda_runtime/lib"],
+                     cuda_lib_needed=[jit, sparse],
+                     cuda_lib_runpath=["$ORIGIN/../../nvidia/nvjitlink/lib", "$ORIGIN/../../nvidia/cusparse/lib"])
+    return root
+
+
+def test_cause37_prediction_equals_the_real_loader(nvjitlink_tree: Path) -> None:
+    site = nvjitlink_tree / "site-packages"
+    llp = str(nvjitlink_tree / "cuda-12.1" / "lib64")
+    real_error, _ = import_in_child(site, llp)
+    assert real_error is not None and "undefined symbol: __nvJitLinkComplete_12_4, version libnvJitLink.so.12" in real_error
+    lctx = _model(site, llp)
+    replay = lctx.primary
+    assert replay is not None and not replay.ok
+    assert replay.error == real_error
+    report = diagnose_linux(lctx)
+    top = report.findings[0]
+    assert top.id == "linux-ld-library-path-shadowing" and top.severity is Severity.ERROR
+    assert top.explains == "torch"
+    assert any(llp in e.value for e in top.evidence)
+    assert any("torchdll run" in step for step in top.fix)
+    pred = report.predictions[0]
+    assert pred.culprit_path == str(nvjitlink_tree / "cuda-12.1" / "lib64" / "libnvJitLink.so.12")
+    assert pred.rule == "ld-library-path"
+
+
+def test_cause37_without_the_entry_imports(nvjitlink_tree: Path) -> None:
+    site = nvjitlink_tree / "site-packages"
+    real_error, maps = import_in_child(site, None)
+    assert real_error is None
+    lctx = _model(site, None)
+    assert lctx.primary is not None and lctx.primary.ok
+    # ld.so names an object by the path it was found by ($ORIGIN/../..); /proc/self/maps by
+    # the kernel's resolved path: compare resolved paths
+    predicted = {os.path.realpath(load.path) for step in lctx.primary.steps for load in step.call.loaded}
+    assert {p for p in maps if str(site) in p} == {p for p in predicted if str(site) in p}
+    assert not [f for f in diagnose_linux(lctx).findings if f.severity is Severity.ERROR]
+
+
+def test_cause37_torchdll_run_fixes_the_same_command(nvjitlink_tree: Path) -> None:
+    site = nvjitlink_tree / "site-packages"
+    llp = str(nvjitlink_tree / "cuda-12.1" / "lib64")
+    # torchdll run asks the command's interpreter for sys.path: make it see the synthetic site
+    real_error, maps = import_in_child(site, llp, command=_run_prefix(), extra_env={"PYTHONPATH": str(site)})
+    assert real_error is None, real_error
+    assert str(site / "nvidia" / "nvjitlink" / "lib" / "libnvJitLink.so.12") in maps
+
+
+# --------------------------------------------------------------------------------------------
+# cause 38: a CUDA build without pip's nvidia-* libraries
+# --------------------------------------------------------------------------------------------
+
+
+def test_cause38_missing_cuda_runtime(tmp_path: Path) -> None:
+    scratch = tmp_path / "scratch"
+    cudart = elfbuild.build_lib(scratch, "libcudart.so.12", soname="libcudart.so.12",
+                                defines=["cudaGetDeviceCount"], marker="absent-cudart")
+    site = tmp_path / "site-packages"
+    build_fake_torch(site, global_deps_needed=[cudart], python_needs_cuda=False)
+    cudart.unlink()  # linked against, then gone: what a wheel without its nvidia-* deps looks like
+    real_error, _ = import_in_child(site, None)
+    assert real_error is not None and real_error.startswith("ValueError: libcublasLt.so.*[0-9] not found")
+    lctx = _model(site, None)
+    assert lctx.primary is not None and lctx.primary.error == real_error
+    report = diagnose_linux(lctx)
+    ids = [f.id for f in report.findings]
+    assert ids[0] == "linux-missing-cuda-libs", ids
+    top = report.findings[0]
+    assert any(e.label == "missing" and e.value == "libcudart.so.12" for e in top.evidence)
+    assert any(e.label == "torch's preload" and "libcublasLt" in e.value for e in top.evidence)
+
+
+# --------------------------------------------------------------------------------------------
+# cause 39: an old libstdc++ on LD_LIBRARY_PATH, with the real CPU torch 2.13.0
+# --------------------------------------------------------------------------------------------
+
+
+def _real_site() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("torch")
+    if spec is None or spec.origin is None:
+        unavailable("torch is not installed in this environment (pip install torch==2.13.0)")
+    return Path(spec.origin).parent.parent
+
+
+def test_cause39_old_libstdcxx_with_the_real_torch(tmp_path: Path) -> None:
+    site = _real_site()
+    old = tmp_path / "oldgcc" / "lib"
+    nodes = {f"GLIBCXX_3.4.{n}" if n else "GLIBCXX_3.4": [] for n in range(0, 20)}
+    nodes.update({f"CXXABI_1.3.{n}" if n else "CXXABI_1.3": [] for n in range(0, 8)})
+    elfbuild.build_lib(old, "libstdc++.so.6", soname="libstdc++.so.6", defines=["old_stdcxx_marker"],
+                       version_script=nodes, marker="old-stdcxx")
+    real_error, _ = import_in_child(site, str(old))
+    assert real_error is not None and "version `GLIBCXX_3.4." in real_error and "not found" in real_error
+    lctx = _model(site, str(old))
+    assert lctx.primary is not None and lctx.primary.error == real_error
+    report = diagnose_linux(lctx)
+    top = report.findings[0]
+    assert top.id == "linux-glibcxx-too-old" and top.severity is Severity.ERROR
+    assert any(e.label == "how" and e.value == "ld-library-path" for e in top.evidence)
+    assert any("torchdll run" in s for s in top.fix)
+
+
+def test_real_torch_replay_matches_the_real_import() -> None:
+    """The CPU torch 2.13.0 installed here: predicted to load, and the predicted files of
+    torch/lib are exactly those the real import maps."""
+    site = _real_site()
+    real_error, maps = import_in_child(site, None)
+    assert real_error is None
+    lctx = _model(site, None)
+    replay = lctx.primary
+    assert replay is not None and replay.ok, replay.error if replay else None
+    predicted = {os.path.realpath(load.path) for step in replay.steps for load in step.call.loaded}
+    torch_dir = str(site / "torch")
+    assert {p for p in maps if p.startswith(torch_dir)} == {p for p in predicted if p.startswith(torch_dir)}
+    real = {os.path.realpath(p) for p in maps}
+    assert all(os.path.realpath(p) in real for p in predicted)
