@@ -51,6 +51,7 @@ from typing import (
     Callable,
     Dict,
     List,
+    Mapping,
     MutableMapping,
     Optional,
     Sequence,
@@ -117,6 +118,9 @@ class GuardSystem:
         probe_backend: Optional[ProbeBackend] = None,
         path_view: Optional[FileView] = None,
         interpreter: Optional[Any] = None,
+        listdir: Optional[Callable[[str], List[str]]] = None,
+        start_environ: Optional[Callable[[], Optional[Mapping[str, str]]]] = None,
+        linux_report: Optional[Callable[[], Report]] = None,
     ) -> None:
         self.platform = platform if platform is not None else sys.platform
         self.environ: MutableMapping[str, str] = os.environ if environ is None else environ
@@ -135,6 +139,9 @@ class GuardSystem:
         self.probe_backend = probe_backend
         self.path_view = path_view
         self.interpreter = interpreter
+        self._listdir = listdir
+        self._start_environ = start_environ
+        self._linux_report = linux_report
 
     @property
     def windows(self) -> bool:
@@ -196,6 +203,29 @@ class GuardSystem:
         from .fsview import NativeView
 
         return NativeView()
+
+    def listdir(self, folder: str) -> List[str]:
+        if self._listdir is not None:
+            return self._listdir(folder)
+        try:
+            return os.listdir(folder)
+        except OSError:
+            return []
+
+    def start_environ(self) -> Optional[Mapping[str, str]]:
+        """The environment this process started with (what ``ld.so`` read), or ``None``."""
+        if self._start_environ is not None:
+            return self._start_environ()
+        from .ldso import _initial_environ
+
+        return _initial_environ()
+
+    def linux_report(self) -> Report:
+        if self._linux_report is not None:
+            return self._linux_report()
+        from .linuxdiag import diagnose_linux
+
+        return diagnose_linux()
 
 
 # --------------------------------------------------------------------------------------------
@@ -515,6 +545,8 @@ class safe_import_torch:  # noqa: N801 - used like a function: with safe_import_
         if self.sanitize:
             self._sanitize_path()
         if not sysm.windows:
+            if self.prechecks and sysm.platform.startswith("linux"):
+                self.findings = tuple(self._linux_prechecks())
             return
         self.torch_dir = _torch_dir(sysm, self.module.split(".")[0] if self.module else "torch")
         if self.torch_dir is not None:
@@ -590,6 +622,57 @@ class safe_import_torch:  # noqa: N801 - used like a function: with safe_import_
         out.append(finding)
         warnings.warn(PrecheckWarning(finding.title), stacklevel=4)
         return out
+
+    def _linux_prechecks(self) -> List[Finding]:
+        """Cheap (folder listings only): an ``LD_LIBRARY_PATH`` entry holding libraries named like
+        torch's own or pip's ``nvidia-*`` ones. ld.so read it at process start, so it cannot be
+        fixed from here: warn, and name ``torchdll run``."""
+        sysm = self.system
+        start = sysm.start_environ()
+        value = (start if start is not None else sysm.environ).get("LD_LIBRARY_PATH")
+        if not value:
+            return []
+        torch_dir = _torch_dir(sysm, self.module.split(".")[0] if self.module else "torch")
+        if torch_dir is None:
+            return []
+        import posixpath
+
+        names = {n for n in sysm.listdir(posixpath.join(torch_dir, "lib")) if ".so" in n}
+        nvidia = posixpath.join(posixpath.dirname(torch_dir), "nvidia")
+        own = {posixpath.join(torch_dir, "lib")}
+        for pkg in sysm.listdir(nvidia):
+            folder = posixpath.join(nvidia, pkg, "lib")
+            own.add(folder)
+            names.update(n for n in sysm.listdir(folder) if ".so" in n)
+        hits: List[Tuple[str, List[str]]] = []
+        for entry in value.replace(";", ":").split(":"):
+            folder = posixpath.normpath(entry or ".")
+            if folder in own:
+                continue
+            found = sorted(n for n in sysm.listdir(entry or ".") if n in names)
+            if found:
+                hits.append((entry, found))
+        if not hits:
+            return []
+        import warnings
+
+        from .errors import PrecheckWarning
+        from .report import Confidence, Evidence, Finding, Severity
+
+        shown = "; ".join(f"{e} ({', '.join(n[:3])}{' ...' if len(n) > 3 else ''})" for e, n in hits)
+        finding = Finding(
+            id="linux-ld-library-path-shadowing", severity=Severity.WARNING, confidence=Confidence.POSSIBLE,
+            title=f"LD_LIBRARY_PATH holds other copies of torch's libraries: {shown}",
+            detail=("ld.so searches LD_LIBRARY_PATH before torch's RUNPATH; it read the variable when "
+                    "this process started, so changing os.environ now does nothing. Start the program "
+                    "without those entries."),
+            evidence=tuple(Evidence("shadowing entry", f"{e}: {', '.join(n)}") for e, n in hits),
+            fix=("python -m torchdll run -- python " + " ".join(sys.argv[:1] or ["main.py"]),
+                 "or remove the entries from LD_LIBRARY_PATH before starting Python"),
+            explains=self.module.split(".")[0])
+        warnings.warn(PrecheckWarning(finding.title + " -- start with: python -m torchdll run -- python ..."),
+                      stacklevel=4)
+        return [finding]
 
     def _rollback(self) -> None:
         """Undo this guard's own changes after a failed import: close the folders it added
@@ -729,6 +812,13 @@ class safe_import_torch:  # noqa: N801 - used like a function: with safe_import_
         from .report import Prediction, Report
 
         finding = _posix_finding(info, self.module)
+        linux_report: Optional[Report] = None
+        notes_extra: List[str] = []
+        if self.diagnose and self.system.platform.startswith("linux"):
+            try:
+                linux_report = self.system.linux_report()
+            except Exception as inner:  # noqa: BLE001 - the loader's message still explains a lot
+                notes_extra.append(f"diagnose failed: {type(inner).__name__}: {inner}")
         cls: type[TorchDLLError] = dll_error_class(None)
         from . import errors as _errors
 
@@ -740,14 +830,35 @@ class safe_import_torch:  # noqa: N801 - used like a function: with safe_import_
         prediction = Prediction(target=self.module.split(".")[0], version="", outcome="fails",
                                 dll=info.dll, message=_describe(exc), culprit=summary,
                                 culprit_path=info.culprit, importer=info.importer)
-        notes = ("on Linux and macOS the dynamic loader's message is the only source of the cause "
-                 "(its English text: Python does not set LC_MESSAGES)",)
+        if linux_report is not None and linux_report.predictions:
+            from .report import Severity
+
+            specific = tuple(f for f in linux_report.findings
+                             if f.severity is Severity.ERROR and f.id != "linux-import-fails")
+            causes = specific + tuple(f for f in self.findings if f not in specific)
+            if not causes:
+                causes = (finding,)
+            pred = next((p for p in linux_report.predictions if not p.ok), None)
+            culprit = (pred.culprit_path if pred is not None else None) or info.culprit
+            importer = (pred.importer if pred is not None else None) or info.importer
+            notes = tuple(notes_extra) + linux_report.notes
+            if pred is None:
+                notes += ("the ld.so model predicted success: the failure depends on something it does "
+                          "not model (see the original error)",)
+            return cls(causes[0].title, winerror=getattr(exc, "winerror", None), errno=errno,
+                       module=self.module, dll=info.dll, culprit=culprit, importer=importer,
+                       rule=pred.rule if pred is not None else None, causes=causes, fix=_fix(causes),
+                       report=linux_report, original=_describe(exc), notes=notes)
+        notes = tuple(notes_extra) + (
+            "on Linux and macOS the dynamic loader's message is the only source of the cause "
+            "(its English text: Python does not set LC_MESSAGES)",)
+        causes = (finding,) + tuple(self.findings)
         report = Report(
-            (prediction,), (finding,), f"{sys.platform} {_platform.release()}",
+            (prediction,), causes, f"{sys.platform} {_platform.release()}",
             f"{_platform.python_version()} {sys.executable}", "live", __version__, notes)
         return cls(summary, winerror=getattr(exc, "winerror", None), errno=errno, module=self.module,
-                   dll=info.dll, culprit=info.culprit, importer=info.importer, causes=(finding,),
-                   fix=finding.fix, report=report, original=_describe(exc), notes=notes)
+                   dll=info.dll, culprit=info.culprit, importer=info.importer, causes=causes,
+                   fix=_fix(causes), report=report, original=_describe(exc), notes=notes)
 
 
 def import_torch(**options: Any) -> ModuleType:

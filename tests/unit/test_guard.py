@@ -35,6 +35,7 @@ from torchdll.errors import (
 )
 from torchdll.guard import GuardSystem, classify, import_torch, safe_import_torch, torch_dll_dirs
 from torchdll.probe import FakeBackend
+from torchdll.report import Report
 from torchdll.testing import WindowsEnv
 from torchdll.torchload import error_message, loader_variant, torch_dll_paths
 
@@ -649,7 +650,7 @@ def _posix_system(error: Optional[BaseException], environ: Optional[Dict[str, st
             raise error
         return module
 
-    return GuardSystem(platform="linux", environ=environ if environ is not None else {"PATH": "/usr/bin:"},
+    return GuardSystem(linux_report=lambda: Report(), platform="linux", environ=environ if environ is not None else {"PATH": "/usr/bin:"},
                        import_module=import_module, add_dll_directory=None)
 
 
