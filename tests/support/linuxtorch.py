@@ -92,6 +92,8 @@ def build_extension(torch_dir: Path) -> Path:
     src = torch_dir / "_C_ext.c"
     src.write_text(_extension_source())
     inc = sysconfig.get_paths()["include"]
+    if not os.path.exists(os.path.join(inc, "Python.h")):
+        unavailable(f"Python's headers are missing ({inc}/Python.h; apt install python3-dev)")
     cmd = [gcc, "-shared", "-fPIC", f"-I{inc}", str(src), "-o", str(out), f"-L{torch_dir / 'lib'}",
            "-ltorch_python", "-Wl,--enable-new-dtags,-rpath,$ORIGIN:$ORIGIN/lib"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
