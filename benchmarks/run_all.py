@@ -47,7 +47,7 @@ from benchmarks import _common as C  # noqa: E402
 TORCH_OLD = "2.3.1"
 TORCH_NEWEST = "2.15.0"
 GUARD_TORCH = "2.13.0"
-SECTIONS = ("import", "guard", "layouts", "memory", "scaling")
+SECTIONS = ("import", "guard", "layouts", "memory", "scaling", "linux")
 DOCS = C.REPO / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- benchmarks:table:begin -->", "<!-- benchmarks:table:end -->"
 
@@ -415,9 +415,36 @@ def section_scaling(cfg: Config, state: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
+def section_linux(cfg: Config, state: Dict[str, Any]) -> Dict[str, Any]:
+    """diagnose() with the ld.so model on the torch of this interpreter (Linux only)."""
+    from benchmarks import bench_linux
+
+    if not sys.platform.startswith("linux"):
+        state["rows"].append(Row("6 linux", "diagnose() (ld.so model)", "not available", "Linux only",
+                                 status="n/a"))
+        return {"available": False}
+    res = bench_linux.measure(3 if cfg.quick else 7)
+    if not res.get("available"):
+        state["rows"].append(Row("6 linux", "diagnose() (ld.so model)", "not available",
+                                 res.get("reason", ""), status="n/a"))
+        return res
+    d, ldd = res["diagnose_median_s"], res["ldd_median_s"]
+    state["rows"] += [
+        Row("6 linux", "diagnose() live, real torch (replay + symbol checks)", _s(d),
+            f"import torch {_s(res['import_torch_median_s'])}; ldd {_ms(ldd)} (no symbol checks)",
+            _x(res["import_torch_median_s"], d), "< 1 s", _status(d < bench_linux.GOAL_DIAGNOSE_S)),
+        Row("6 linux", "read_elf_facts(libtorch_cpu.so), no symbols / "
+            f"{res['libtorch_cpu_dynamic_symbols']} symbols",
+            f"{res['elf_facts_no_symbols_ms']:.1f} ms / {res['elf_facts_symbols_ms']:.0f} ms"),
+        Row("6 linux", "guard LD_LIBRARY_PATH precheck (3 entries)", f"{res['precheck_median_ms']:.2f} ms",
+            "", "", "< 1 ms", _status(res["precheck_median_ms"] < bench_linux.GOAL_PRECHECK_MS)),
+    ]
+    return res
+
+
 RUNNERS: Dict[str, Callable[[Config, Dict[str, Any]], Dict[str, Any]]] = {
     "import": section_import, "guard": section_guard, "layouts": section_layouts,
-    "memory": section_memory, "scaling": section_scaling,
+    "memory": section_memory, "scaling": section_scaling, "linux": section_linux,
 }
 
 
