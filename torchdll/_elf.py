@@ -52,6 +52,10 @@ section header table running past the end of the file; a table outside every seg
 
 Strings are decoded as UTF-8 with ``surrogateescape`` (what :func:`os.fsdecode` does on Linux),
 so names compare exactly and a ``DT_NEEDED`` entry matches the directory listing it names.
+
+Cost, torch 2.13.0's ``libtorch_cpu.so`` (434 MB, 75,415 dynamic symbols, 5 MB of strings),
+page cache warm: ``symbols=False`` about 0.3 ms (a handful of pages); ``symbols=True`` about
+130-160 ms (one ``iter_unpack`` pass over ``.dynsym``, the string table decoded in bulk).
 """
 
 from __future__ import annotations
@@ -68,6 +72,11 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, FrozenSet, Iterator, List, Optional, Set, Tuple, Union
 
 from .errors import InvalidImageError
+
+
+def _invalid(path: str, reason: str) -> InvalidImageError:
+    return InvalidImageError(path, reason, "ELF")
+
 
 __all__ = [
     "MAX_NAME",
@@ -250,8 +259,8 @@ class ElfFacts:
     abi_version: int = 0  # EI_ABIVERSION
     ident_error: Optional[str] = None  # see ElfHeader.ident_error
     # PT_GNU_STACK asks for an executable stack (PF_X); None when there is no PT_GNU_STACK
-    # (then the architecture's default applies: executable on x86). glibc 2.41+ refuses to
-    # dlopen such a library unless the stack is already executable.
+    # (then the architecture's default applies: executable on x86). Since glibc 2.41 dlopen
+    # fails for such a library instead of making the stack executable.
     exec_stack: Optional[bool] = None
     tls_size: int = 0  # PT_TLS p_memsz (static TLS the object needs; 0 without PT_TLS)
 
@@ -268,7 +277,12 @@ class ElfFacts:
           object has no versym table, any definition.
 
         Version names are compared by name (glibc also compares the ELF hash stored in the
-        file). Raises :class:`ValueError` when the facts were read with ``symbols=False``.
+        file). One case is the caller's to catch: a versioned reference that reaches the very
+        file its ``Elf_Verneed`` names (:attr:`UndefinedSymbol.file`) while that file has no
+        versym table (``has_versym`` false) makes ``ld.so`` abort ("Inconsistency detected by
+        ld.so: dl-lookup.c: ...: check_match: Assertion ... failed!"); this method answers
+        ``True`` there, as glibc does for any other object. Raises :class:`ValueError` when the
+        facts were read with ``symbols=False``.
         """
         if not self.symbols_read:
             raise ValueError(f"{self.path}: dynamic symbols were not read (symbols=False)")
@@ -307,21 +321,21 @@ class _OpenFile:
             fd = os.open(path, flags)
         except OSError as exc:
             if isinstance(exc, PermissionError) and os.path.isdir(path):
-                raise InvalidImageError(path, "is a directory") from None  # Windows says EACCES
-            raise InvalidImageError(path, _os_reason(exc)) from None
+                raise _invalid(path, "is a directory") from None  # Windows says EACCES
+            raise _invalid(path, _os_reason(exc)) from None
         except ValueError:  # an embedded NUL character
-            raise InvalidImageError(path, "invalid path") from None
+            raise _invalid(path, "invalid path") from None
         try:
             st = os.fstat(fd)
         except OSError as exc:
             os.close(fd)
-            raise InvalidImageError(path, _os_reason(exc)) from None
+            raise _invalid(path, _os_reason(exc)) from None
         if stat.S_ISDIR(st.st_mode):
             os.close(fd)
-            raise InvalidImageError(path, "is a directory")
+            raise _invalid(path, "is a directory")
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
-            raise InvalidImageError(path, "not a regular file")
+            raise _invalid(path, "not a regular file")
         self.fd = fd
         self.size = st.st_size
         self.mtime_ns = st.st_mtime_ns
@@ -424,7 +438,9 @@ class _Formats:
         self.swap = little != (sys.byteorder == "little")
 
 
-_FORMATS = {(is64, little): _Formats(is64, little) for is64 in (False, True) for little in (False, True)}
+_FORMATS = {
+    (is64, little): _Formats(is64, little) for is64 in (False, True) for little in (False, True)
+}
 
 
 class _RawHeader:
@@ -443,30 +459,30 @@ def _parse_header(path: str, data: bytes, size: int, mtime_ns: int) -> _RawHeade
     """Validate and parse the ELF header at the start of ``data`` (at least its first bytes)."""
     if len(data) < 4 or data[:4] != _MAGIC:
         if not data:
-            raise InvalidImageError(path, "file too short (empty file)")
+            raise _invalid(path, "file too short (empty file)")
         if _MAGIC.startswith(bytes(data[:4])):
-            raise InvalidImageError(path, f"file too short ({size} bytes)")
-        raise InvalidImageError(path, _not_elf_reason(bytes(data[:512])))
+            raise _invalid(path, f"file too short ({size} bytes)")
+        raise _invalid(path, _not_elf_reason(bytes(data[:512])))
     if len(data) < 6:
-        raise InvalidImageError(path, f"file too short ({size} bytes)")
+        raise _invalid(path, f"file too short ({size} bytes)")
     ei_class, ei_data = data[4], data[5]
     if ei_class not in (ELFCLASS32, ELFCLASS64):
-        raise InvalidImageError(path, f"invalid ELF class {ei_class} (EI_CLASS)")
+        raise _invalid(path, f"invalid ELF class {ei_class} (EI_CLASS)")
     if ei_data not in (ELFDATA2LSB, ELFDATA2MSB):
-        raise InvalidImageError(path, f"invalid ELF data encoding {ei_data} (EI_DATA)")
+        raise _invalid(path, f"invalid ELF data encoding {ei_data} (EI_DATA)")
     fmt = _FORMATS[(ei_class == ELFCLASS64, ei_data == ELFDATA2LSB)]
     if len(data) < fmt.ehdr.size:
-        raise InvalidImageError(path, f"file too short ({size} bytes)")
+        raise _invalid(path, f"file too short ({size} bytes)")
     if data[6] != 1:
-        raise InvalidImageError(path, "ELF file version ident does not match current one")
+        raise _invalid(path, "ELF file version ident does not match current one")
     fields = fmt.ehdr.unpack_from(data, 0)
     ident: bytes = fields[0]
     e_type, machine, version = fields[1], fields[2], fields[3]
     phentsize, phnum = fields[9], fields[10]
     if version != 1:
-        raise InvalidImageError(path, "ELF file version does not match current one")
+        raise _invalid(path, "ELF file version does not match current one")
     if phnum and phentsize != fmt.phdr.size:
-        raise InvalidImageError(path, "ELF file's phentsize not the expected size")
+        raise _invalid(path, "ELF file's phentsize not the expected size")
     osabi, abi_version = ident[7], ident[8]
     ident_error: Optional[str] = None
     if osabi not in (ELFOSABI_SYSV, ELFOSABI_GNU):
@@ -505,7 +521,7 @@ def read_elf_header(path: StrPath) -> ElfHeader:
         try:
             head = _read_at(f.fd, 0, 64)
         except OSError as exc:
-            raise InvalidImageError(p, _os_reason(exc)) from None
+            raise _invalid(p, _os_reason(exc)) from None
     finally:
         f.close()
     return _parse_header(p, head, f.size, f.mtime_ns).head
@@ -556,7 +572,7 @@ class _Elf:
         self.loads: List[_Segment] = []
 
     def fail(self, reason: str) -> InvalidImageError:
-        return InvalidImageError(self.path, reason)
+        return _invalid(self.path, reason)
 
     def warn(self, text: str) -> None:
         if text in self._seen:
@@ -1073,7 +1089,7 @@ def _symbols(
         if info < 16:
             continue  # STB_LOCAL
         vis = other & 3
-        if vis == STV_HIDDEN or vis == STV_INTERNAL:
+        if vis in (STV_HIDDEN, STV_INTERNAL):
             continue  # binds locally: never looked up, never found
         if shndx:
             typ = info & 0xF
@@ -1233,9 +1249,9 @@ def _parse_buffer(path: str, data: Any, size: int, mtime_ns: int, symbols: bool)
     except InvalidImageError:
         raise
     except MemoryError:
-        raise InvalidImageError(path, "structures too large to read") from None
+        raise _invalid(path, "structures too large to read") from None
     except Exception as exc:  # noqa: BLE001 - a parsing accident: report the file as malformed
-        raise InvalidImageError(path, f"malformed ELF file ({type(exc).__name__})") from None
+        raise _invalid(path, f"malformed ELF file ({type(exc).__name__})") from None
 
 
 def read_elf_facts(path: StrPath, *, symbols: bool = True) -> ElfFacts:
@@ -1253,13 +1269,13 @@ def read_elf_facts(path: StrPath, *, symbols: bool = True) -> ElfFacts:
         try:
             head = _read_at(f.fd, 0, 64)
         except OSError as exc:
-            raise InvalidImageError(p, _os_reason(exc)) from None
+            raise _invalid(p, _os_reason(exc)) from None
         _parse_header(p, head, f.size, f.mtime_ns)  # fails early (and for empty files)
         try:
             mm = mmap.mmap(f.fd, 0, access=mmap.ACCESS_READ)
         except (OSError, ValueError) as exc:
             reason = _os_reason(exc) if isinstance(exc, OSError) else "cannot map the file"
-            raise InvalidImageError(p, reason) from None
+            raise _invalid(p, reason) from None
         try:
             return _parse_buffer(p, mm, f.size, f.mtime_ns, symbols)
         finally:

@@ -664,14 +664,12 @@ class LdSimulator:
     # -- versions and symbols ------------------------------------------------------------
 
     def _find_needed(self, file: str, obj: _Obj, objs: List[_Obj]) -> Optional[_Obj]:
-        for o in objs:
-            if o.main:
-                continue
-            if file == o.path or file in o.names:
-                return o
-        for o in obj.searchlist:
-            if file == o.path or file in o.names:
-                return o
+        """The object a version need names (dl-version.c ``find_needed``: by the names an
+        object was loaded by, in the namespace, then in ``obj``'s search list)."""
+        for group in (objs, obj.searchlist):
+            for o in group:
+                if not o.main and (file == o.path or file in o.names or file == o.soname):
+                    return o
         return None
 
     def _check_versions(self, new: List[_Obj], objs: List[_Obj]) -> None:
@@ -681,9 +679,11 @@ class LdSimulator:
                 provider = self._find_needed(need.file, obj, objs)
                 if provider is None or provider.facts is None:
                     continue
-                if not provider.facts.version_defs and not getattr(provider.facts, "version_base", None):
+                if not provider.facts.version_defs and provider.facts.version_base is None:
                     continue  # the provider has no symbol versioning: accepted (dl-version.c)
                 defs = set(provider.facts.version_defs)
+                if provider.facts.version_base is not None:
+                    defs.add(provider.facts.version_base)  # match_symbol accepts the base name too
                 for version in need.versions:
                     if version in defs or version in need.weak:
                         continue
@@ -821,7 +821,7 @@ def live_context(environ: Optional[Mapping[str, str]] = None, *, executable: Opt
     return LdContext(
         ld_library_path=split_search_path(environ.get("LD_LIBRARY_PATH")),
         system_dirs=tuple(getattr(sysinfo, "system_dirs", ("/lib", "/usr/lib"))),
-        hwcaps_subdirs=tuple("" + s for s in getattr(sysinfo, "hwcaps_subdirs", ())),
+        hwcaps_subdirs=tuple(getattr(sysinfo, "hwcaps_subdirs", ())),
         cache=cache, elf_class=elf_class, machine=machine, executable=exe, loaded=objs,
         cwd=cwd or os.getcwd(), environ_note=note,
         lib=getattr(sysinfo, "lib", None) or _dst_lib(machine),
