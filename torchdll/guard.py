@@ -216,9 +216,9 @@ class GuardSystem:
         """The environment this process started with (what ``ld.so`` read), or ``None``."""
         if self._start_environ is not None:
             return self._start_environ()
-        from .ldso import _initial_environ
+        from ._startenv import initial_environ
 
-        return _initial_environ()
+        return initial_environ()
 
     def linux_report(self) -> Report:
         if self._linux_report is not None:

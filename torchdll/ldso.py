@@ -749,19 +749,7 @@ class LdSimulator:
 # --------------------------------------------------------------------------------------------
 
 
-def _initial_environ() -> Optional[Dict[str, str]]:
-    """The environment this process started with (``/proc/self/environ``): what ``ld.so`` read."""
-    try:
-        with open("/proc/self/environ", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    out: Dict[str, str] = {}
-    for item in data.split(b"\0"):
-        if b"=" in item:
-            k, _, v = item.partition(b"=")
-            out[os.fsdecode(k)] = os.fsdecode(v)
-    return out
+from ._startenv import initial_environ as _initial_environ  # noqa: E402 - kept for callers
 
 
 def _mapped_objects() -> List[str]:

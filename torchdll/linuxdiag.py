@@ -51,7 +51,7 @@ def linux_context(*, environ: Optional[Mapping[str, str]] = None, sys_path: Opti
     """Collect the Linux context: defaults describe *this* process (the environment it started
     with, its ``sys.path``, interpreter and mapped objects). Pass ``environ``/``sys_path``/
     ``executable``/``loaded=[]`` to describe a fresh process of another command."""
-    from .ldso import _initial_environ
+    from ._startenv import initial_environ as _initial_environ
 
     live = environ is None
     if environ is None:
