@@ -92,6 +92,11 @@ def diagnose_linux(lctx: Optional[LinuxCheckContext] = None, *, checks: Optional
     notes: List[str] = []
     if not lctx.torches:
         notes.append("no torch installation found on sys.path")
+    if lctx.torches:
+        own = lctx.torches[0].torch_dir + "/"
+        if any(o.path.startswith(own) for o in lctx.ld.loaded):
+            notes.append("torch's libraries are already loaded in this process: the replay reuses them "
+                         "(diagnose a fresh process: python -m torchdll)")
     for t in lctx.torches[1:]:
         notes.append(f"another torch {t.version} in {t.site_packages} (later on sys.path: not imported)")
     if lctx.platform == "darwin":
