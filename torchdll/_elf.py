@@ -68,7 +68,7 @@ import os
 import stat
 import struct
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, FrozenSet, Iterator, List, Optional, Set, Tuple, Union
 
 from .errors import InvalidImageError
@@ -105,6 +105,7 @@ MAX_VERDEF = 1 << 15
 MAX_SECTIONS = 1 << 20
 #: Most dynamic symbols read (libtorch_cpu.so has about 75,000).
 MAX_SYMBOLS = 1 << 24
+MAX_RELOCS = 1 << 25  # entries per relocation table (libtorch_cpu.so has ~1.7 M)
 #: Most warnings kept in :attr:`ElfFacts.warnings`.
 MAX_WARNINGS = 64
 
@@ -129,6 +130,15 @@ SHN_XINDEX = 0xFFFF
 
 DT_NULL = 0
 DT_NEEDED = 1
+DT_PLTRELSZ = 2
+DT_RELA = 7
+DT_RELASZ = 8
+DT_RELAENT = 9
+DT_REL = 17
+DT_RELSZ = 18
+DT_RELENT = 19
+DT_PLTREL = 20
+DT_JMPREL = 23
 DT_HASH = 4
 DT_STRTAB = 5
 DT_SYMTAB = 6
@@ -212,6 +222,14 @@ class UndefinedSymbol:
     # The file the version is expected in (the Elf_Verneed vn_file of the version's index):
     # glibc reports "symbol X version V not defined in file F" when F is loaded without it.
     file: Optional[str] = None
+    # Which relocations look it up: RELOC_EAGER (DT_RELA/DT_REL: data, addresses; bound when
+    # the object is relocated, whatever the mode), RELOC_PLT (DT_JMPREL: deferred under
+    # RTLD_LAZY), both, or 0 (never looked up). RELOC_EAGER | RELOC_PLT when not known.
+    reloc: int = 3
+
+
+RELOC_EAGER = 1
+RELOC_PLT = 2
 
 
 @dataclass(frozen=True)
@@ -803,7 +821,8 @@ _TAG_NAMES = {DT_NEEDED: "DT_NEEDED", DT_SONAME: "DT_SONAME", DT_RPATH: "DT_RPAT
 _DYN_TAGS = frozenset([
     DT_HASH, DT_STRTAB, DT_SYMTAB, DT_STRSZ, DT_SYMENT, DT_SONAME, DT_RPATH, DT_RUNPATH,
     DT_FLAGS, DT_GNU_HASH, DT_VERSYM, DT_FLAGS_1, DT_VERDEF, DT_VERDEFNUM, DT_VERNEED,
-    DT_VERNEEDNUM,
+    DT_VERNEEDNUM, DT_PLTRELSZ, DT_RELA, DT_RELASZ, DT_RELAENT, DT_REL, DT_RELSZ, DT_RELENT,
+    DT_PLTREL, DT_JMPREL,
 ])
 
 
@@ -1066,6 +1085,7 @@ def _symbols(
     out.has_versym = versym is not None
 
     undefined: List[UndefinedSymbol] = []
+    undef_index: List[int] = []
     plain: List[str] = []  # the common case: defined, versym 0 or 1 without the hidden bit
     defined: Set[Tuple[str, Optional[str]]] = set()
     visible: Set[str] = set()
@@ -1117,6 +1137,7 @@ def _symbols(
                 version, file = entry
         if not shndx:
             undefined.append(UndefinedSymbol(name, version, info >> 4 == STB_WEAK, file))
+            undef_index.append(i)
             continue
         defined.add((name, version))
         hidden = v & VERSYM_HIDDEN
@@ -1131,12 +1152,66 @@ def _symbols(
     for ndx in sorted(unknown)[:8]:
         elf.warn(f"versym index {ndx} names no version; symbols using it read as unversioned")
     common = frozenset(plain)
+    masks = _reloc_masks(elf, dyn, count)
+    if masks is not None:
+        undefined = [replace(u, reloc=masks.get(i, 0)) for u, i in zip(undefined, undef_index)]
     out.undefined = tuple(undefined)
     out.defined = frozenset(itertools.chain(defined, zip(plain, itertools.repeat(None))))
     out.visible = common.union(visible)
     out.unversioned = common.union(unversioned)
     out.binds_unversioned = common.union(low, (n for n, c in high.items() if c == 1))
     return out
+
+
+def _reloc_indices(elf: _Elf, addr: int, size: int, rela: bool, count: int) -> Set[int]:
+    """Symbol indices referenced by one relocation table (``r_info`` high bits)."""
+    fmt = elf.fmt
+    ent = (24 if rela else 16) if fmt.is64 else (12 if rela else 8)
+    n = size // ent
+    if n <= 0:
+        return set()
+    if n > MAX_RELOCS:
+        raise elf.fail(f"more than {MAX_RELOCS} relocations in one table ({n})")
+    blob = elf.read(addr, n * ent, "relocation table")
+    words = array.array("Q" if fmt.is64 else "I")
+    words.frombytes(blob)
+    if fmt.swap:
+        words.byteswap()
+    step = ent // words.itemsize
+    shift = 32 if fmt.is64 else 8
+    out = {w >> shift for w in words[1::step]}
+    out.discard(0)
+    return {i for i in out if i < count}
+
+
+def _reloc_masks(elf: _Elf, dyn: _Dynamic, count: int) -> Optional[Dict[int, int]]:
+    """Symbol index -> RELOC_EAGER/RELOC_PLT bits, or ``None`` when the tables cannot be read
+    (then every undefined symbol counts as looked up both ways)."""
+    tags = dyn.tags
+    try:
+        plt: Set[int] = set()
+        jmp = tags.get(DT_JMPREL)
+        pltsz = tags.get(DT_PLTRELSZ, 0)
+        plt_rela = tags.get(DT_PLTREL, DT_RELA) == DT_RELA
+        if jmp is not None and pltsz:
+            plt = _reloc_indices(elf, jmp, pltsz, plt_rela, count)
+        eager: Set[int] = set()
+        for tag, sztag, rela in ((DT_RELA, DT_RELASZ, True), (DT_REL, DT_RELSZ, False)):
+            if tag not in tags:
+                continue
+            start, size = tags[tag], tags.get(sztag, 0)
+            if jmp is not None and plt_rela == rela and start <= jmp < start + size:
+                size = jmp - start  # a table that runs into DT_JMPREL: the PLT part is lazy
+            eager |= _reloc_indices(elf, start, size, rela, count)
+    except InvalidImageError as exc:
+        elf.warn(f"relocations not read ({exc.reason}): every symbol counted as bound at load")
+        return None
+    masks: Dict[int, int] = {}
+    for i in eager:
+        masks[i] = RELOC_EAGER
+    for i in plt:
+        masks[i] = masks.get(i, 0) | RELOC_PLT
+    return masks
 
 
 # --------------------------------------------------------------------------------------------

@@ -62,6 +62,8 @@ RTLD_NOW = 0x2
 RTLD_GLOBAL = 0x100
 RTLD_LOCAL = 0x0
 DF_1_NODEFLIB = 0x800
+DF_1_NOW = 0x1
+DF_BIND_NOW = 0x8
 
 _MACHINES = {3: "i386", 62: "x86-64", 183: "aarch64", 40: "arm", 243: "riscv", 21: "ppc64", 22: "s390"}
 
@@ -153,6 +155,10 @@ class LdContext:
     platform: str = "x86_64"  # $PLATFORM
     root: Optional[str] = None
     environ_note: Optional[str] = None  # e.g. "LD_LIBRARY_PATH changed after start (ignored)"
+    #: subdirectories ld.so tries in every search folder, in order, before the folder itself
+    #: (glibc-hwcaps levels, then glibc < 2.37's legacy hwcaps combinations such as
+    #: ``tls/haswell/x86_64``); empty: ``glibc-hwcaps/<hwcaps_subdirs>`` only
+    search_subdirs: Tuple[str, ...] = ()
 
 
 def split_search_path(value: Optional[str], separators: str = ":;") -> Tuple[str, ...]:
@@ -301,6 +307,7 @@ class _Obj:
     facts: Optional[ElfFacts] = None
     searchlist: List["_Obj"] = field(default_factory=list)
     main: bool = False
+    deps: List["_Obj"] = field(default_factory=list)  # DT_NEEDED, bound, in order
 
 
 class _Fail(Exception):
@@ -319,6 +326,8 @@ class LdSimulator:
         self.view = view if view is not None else PosixView(ctx.root)
         self._objs: List[_Obj] = []
         self._main: Optional[_Obj] = None
+        self._dead: Set[str] = set()  # folders ld.so found missing (it never tries them again)
+        self._attempted = False
         if ctx.executable:
             self._main = _Obj(ctx.executable, None, [], self.view.identity(ctx.executable), True,
                               origin=posixpath.dirname(os.path.realpath(self.view.host(ctx.executable)))
@@ -348,11 +357,17 @@ class LdSimulator:
             return
         queue = [main]
         seen = {id(main)}
+        searched: Set[str] = set()
         while queue:
             obj = queue.pop(0)
             if obj.facts is None:
                 continue
             for needed in obj.facts.needed:
+                if needed not in searched and "/" not in needed:
+                    # the first request for a name searched the folders at start-up (even for an
+                    # object we were told is loaded): that is when ld.so learns which are missing
+                    searched.add(needed)
+                    self.resolve(needed, obj)
                 hit = self._match_loaded(needed, self._objs)
                 if hit is None:
                     try:
@@ -458,18 +473,24 @@ class LdSimulator:
 
     def _try_dirs(self, name: str, dirs: Sequence[str], rule: LdRule, cands: List[LdCandidate],
                   origin_obj: Optional[str] = None) -> Optional[str]:
+        rel = self.ctx.search_subdirs or tuple(f"glibc-hwcaps/{s}" for s in self.ctx.hwcaps_subdirs)
         for d in dirs:
-            subs = [posixpath.join(d, "glibc-hwcaps", s) for s in self.ctx.hwcaps_subdirs] + [d]
+            subs = [posixpath.join(d, s) for s in rel] + [d]
             for sub in subs:
                 path = sub + "/" + name if sub != "/" else "/" + name
+                if sub in self._dead:
+                    continue  # ld.so knows this folder does not exist: nothing is opened
                 outcome = self._check_file(path)
+                self._attempted = True
+                if outcome is LdSkip.ABSENT and not os.path.isdir(self.view.host(self._abs(sub))):
+                    self._dead.add(sub)
                 if outcome is LdSkip.ABSENT and sub != d:
                     continue  # hwcaps subdirectories are only worth listing when they hold the file
                 cands.append(LdCandidate(path, rule, outcome, origin_obj))
                 if outcome is LdSkip.SELECTED:
                     return path
                 if outcome is LdSkip.INVALID:
-                    raise _Fail(f"{path}: invalid ELF header", "invalid")
+                    raise _Fail(self._invalid_reason(path), "invalid")
         return None
 
     def _nodeflib(self, obj: Optional[_Obj]) -> bool:
@@ -479,6 +500,7 @@ class LdSimulator:
         """Search for a file named ``name`` (no ``/``) for ``requester``; does not check what is
         already loaded (see :meth:`_map`)."""
         cands: List[LdCandidate] = []
+        self._attempted = False
         req_path = requester.path if requester is not None else None
         req_facts = requester.facts if requester is not None else None
         has_runpath = bool(req_facts is not None and req_facts.runpath)
@@ -528,9 +550,18 @@ class LdSimulator:
             if path is not None:
                 found = (path, LdRule.SYSTEM_DIR)
         if found is None:
-            return LdResolution(name, None, None, req_path, tuple(cands),
-                                f"{name}: cannot open shared object file: No such file or directory")
+            if any(c.outcome is LdSkip.WRONG_CLASS for c in cands):
+                # _dl_map_object: found_other_class
+                error = f"{name}: wrong ELF class: {self._other_class()}"
+            elif self._attempted:
+                error = f"{name}: cannot open shared object file: No such file or directory"
+            else:  # nothing was opened: errno is 0 and dlerror() has no strerror part
+                error = f"{name}: cannot open shared object file"
+            return LdResolution(name, None, None, req_path, tuple(cands), error)
         return LdResolution(name, found[0], found[1], req_path, tuple(cands))
+
+    def _other_class(self) -> str:
+        return "ELFCLASS32" if self.ctx.elf_class == 64 else "ELFCLASS64"
 
     def _cache_lookup(self, name: str) -> Optional[str]:
         cache = self.ctx.cache
@@ -574,8 +605,7 @@ class LdSimulator:
             if outcome is LdSkip.INVALID:
                 raise _Fail(self._invalid_reason(path), "invalid", res)
             if outcome is LdSkip.WRONG_CLASS:
-                cls = "ELFCLASS32" if self.ctx.elf_class == 64 else "ELFCLASS64"
-                raise _Fail(f"{name}: wrong ELF class: {cls}", "invalid", res)
+                raise _Fail(f"{name}: wrong ELF class: {self._other_class()}", "invalid", res)
             if outcome is LdSkip.WRONG_MACHINE:
                 raise _Fail(f"{name}: cannot open shared object file: No such file or directory",
                             "not-found", res)
@@ -637,9 +667,12 @@ class LdSimulator:
                 obj = queue.pop(0)
                 if obj.facts is None:
                     continue
+                fresh = obj in new
                 for needed in obj.facts.needed:
                     dep, drule, _ = self._map(needed, obj, objs, new, loads)
                     edges.append((obj.path, needed, dep.path, drule))
+                    if fresh and dep not in obj.deps:
+                        obj.deps.append(dep)
                     if dep not in searchlist:
                         searchlist.append(dep)
                         queue.append(dep)
@@ -647,8 +680,7 @@ class LdSimulator:
             for obj in new:
                 obj.searchlist = full
             self._check_versions(new, objs)
-            if flags & RTLD_NOW:
-                self._check_symbols(new, objs, full, root)
+            self._check_symbols(new, objs, full, root, bool(flags & RTLD_NOW))
         except _Fail as fail:
             for o in self._objs:
                 o.names[:] = saved_names.get(id(o), o.names)
@@ -693,34 +725,42 @@ class LdSimulator:
                     raise fail
 
     def _relocation_order(self, root: _Obj, new: List[_Obj]) -> List[_Obj]:
-        """Dependencies before dependents (glibc relocates the sorted maps from the end)."""
-        order: List[_Obj] = []
-        seen: Set[int] = set()
+        """The order glibc relocates a dlopen's new objects: ``_dl_sort_maps_dfs`` over them
+        (in load order, walked from the end, each object's dependencies in DT_NEEDED order,
+        placed in reverse post-order), relocated from the end of that list."""
+        members = {id(o) for o in new}
+        visited: Set[int] = set()
+        rpo: List[_Obj] = []
 
-        def visit(obj: _Obj) -> None:
-            if id(obj) in seen:
-                return
-            seen.add(id(obj))
-            if obj.facts is not None:
-                for needed in obj.facts.needed:
-                    dep = self._match_loaded(needed, obj.searchlist) if obj.searchlist else None
-                    if dep is not None:
-                        visit(dep)
-            order.append(obj)
+        def dfs(obj: _Obj) -> None:
+            visited.add(id(obj))
+            for dep in obj.deps:
+                if id(dep) in members and id(dep) not in visited:
+                    dfs(dep)
+            rpo.append(obj)  # post-order; reversed below = the head-first fill of glibc
 
-        for obj in new:
-            visit(obj)
-        return [o for o in order if o in new]
+        for obj in reversed(new):
+            if id(obj) not in visited:
+                dfs(obj)
+        sorted_maps = list(reversed(rpo))
+        return list(reversed(sorted_maps))
 
-    def _check_symbols(self, new: List[_Obj], objs: List[_Obj], local: List[_Obj], root: _Obj) -> None:
+    def _check_symbols(self, new: List[_Obj], objs: List[_Obj], local: List[_Obj], root: _Obj,
+                       now: bool) -> None:
+        """Symbol lookups of relocation: those of data/address relocations always, those of PLT
+        relocations only with ``RTLD_NOW`` (or an object linked ``-z now``)."""
+        from ._elf import RELOC_EAGER, RELOC_PLT
+
         global_scope = [o for o in objs if o.global_scope or o.main]
         scope = global_scope + [o for o in local if o not in global_scope]
         for obj in self._relocation_order(root, new):
             facts = self._try_facts(self._abs(obj.path), symbols=True)
             if facts is None:
                 continue
+            bind_now = now or bool(facts.flags & DF_BIND_NOW or facts.flags_1 & DF_1_NOW)
+            mask = RELOC_EAGER | RELOC_PLT if bind_now else RELOC_EAGER
             for sym in facts.undefined:
-                if sym.weak:
+                if sym.weak or not sym.reloc & mask:
                     continue
                 if not any(self._defines(o, sym.name, sym.version) for o in scope):
                     text = f"{obj.path}: undefined symbol: {sym.name}"
@@ -806,15 +846,60 @@ def live_context(environ: Optional[Mapping[str, str]] = None, *, executable: Opt
         pass
     paths = list(loaded) if loaded is not None else [p for p in _mapped_objects() if p != exe]
     objs = _loaded_objects(exe, paths)
+    dst_lib, dst_platform = _dst_values(getattr(sysinfo, "interpreter", None))
+    subdirs = _probe_subdirs(getattr(sysinfo, "interpreter", None))
     return LdContext(
         ld_library_path=split_search_path(environ.get("LD_LIBRARY_PATH")),
         system_dirs=tuple(getattr(sysinfo, "system_dirs", ("/lib", "/usr/lib"))),
         hwcaps_subdirs=tuple(getattr(sysinfo, "hwcaps_subdirs", ())),
         cache=cache, elf_class=elf_class, machine=machine, executable=exe, loaded=objs,
-        cwd=cwd or os.getcwd(), environ_note=note,
-        lib=getattr(sysinfo, "lib", None) or _dst_lib(machine),
-        platform=getattr(sysinfo, "platform", None) or ("x86_64" if machine == 62 else machine_label(machine)),
+        cwd=cwd or os.getcwd(), environ_note=note, search_subdirs=subdirs,
+        lib=dst_lib or _dst_lib(machine),
+        platform=dst_platform or ("x86_64" if machine == 62 else machine_label(machine)),
     )
+
+
+def _dst_values(interpreter: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
+    """``($LIB, $PLATFORM)`` as this machine's ld.so expands them, from ``ld.so
+    --list-diagnostics`` (glibc 2.33+: ``dl_dst_lib``, ``dl_platform`` = ``AT_PLATFORM``);
+    ``(None, None)`` when it cannot tell."""
+    import subprocess
+
+    if not interpreter or not os.path.exists(interpreter):
+        return None, None
+    try:
+        proc = subprocess.run([interpreter, "--list-diagnostics"], capture_output=True, text=True,
+                              timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    values: Dict[str, str] = {}
+    for line in proc.stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key in ("dl_dst_lib", "dl_platform") and value.startswith('"') and value.endswith('"'):
+            values[key] = value[1:-1]
+    return values.get("dl_dst_lib"), values.get("dl_platform")
+
+
+def _probe_subdirs(interpreter: Optional[str]) -> Tuple[str, ...]:
+    """The per-folder subdirectories this machine's ld.so tries, in order, read from the search
+    path it prints under ``LD_DEBUG=libs`` for a folder that does not exist."""
+    import subprocess
+
+    if not interpreter or not os.path.exists(interpreter) or not os.path.exists("/bin/true"):
+        return ()
+    marker = "/nonexistent-torchdll-probe"
+    env = {"LD_DEBUG": "libs", "LD_LIBRARY_PATH": marker, "PATH": "/usr/bin:/bin"}
+    try:
+        proc = subprocess.run([interpreter, "/bin/true"], capture_output=True, text=True, env=env, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    for line in proc.stderr.splitlines():
+        text = line.split("search path=", 1)
+        if len(text) == 2 and "(LD_LIBRARY_PATH)" in text[1]:
+            dirs = text[1].split("\t")[0].strip().split(":")
+            subs = [d[len(marker) + 1:] for d in dirs if d.startswith(marker + "/")]
+            return tuple(subs)
+    return ()
 
 
 def _dst_lib(machine: int) -> str:
