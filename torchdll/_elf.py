@@ -225,7 +225,7 @@ class UndefinedSymbol:
     # Which relocations look it up: RELOC_EAGER (DT_RELA/DT_REL: data, addresses; bound when
     # the object is relocated, whatever the mode), RELOC_PLT (DT_JMPREL: deferred under
     # RTLD_LAZY), both, or 0 (never looked up). RELOC_EAGER | RELOC_PLT when not known.
-    reloc: int = 3
+    reloc: int = field(default=3, compare=False)
 
 
 RELOC_EAGER = 1

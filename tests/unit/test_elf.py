@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from tests.support.tiers import unavailable
 from torchdll import _elf, _pe
-from torchdll._elf import ElfFacts, UndefinedSymbol, VersionNeed
+from torchdll._elf import ElfFacts, UndefinedSymbol, VersionNeed, read_elf_facts
 from torchdll.errors import InvalidImageError
 
 LINUX = sys.platform.startswith("linux")
@@ -1506,3 +1506,41 @@ def test_real_library_byte_flips_are_bounded(fixtures: Fixtures) -> None:
         outcomes["facts" if parse_outcome(bytes(mutated)) is not None else "error"] += 1
     assert outcomes["facts"] and outcomes["error"]
 
+
+
+# --------------------------------------------------------------------------------------------
+# Relocations: which undefined symbols are bound at load (DT_RELA/DT_REL) and which lazily
+# (DT_JMPREL), against readelf -r
+# --------------------------------------------------------------------------------------------
+
+
+def _readelf_reloc_names(path: str) -> Tuple[set, set]:
+    out = subprocess.run(["readelf", "-W", "-r", path], capture_output=True, text=True, check=True).stdout
+    eager: set = set()
+    plt: set = set()
+    current: Optional[set] = None
+    for line in out.splitlines():
+        if line.startswith("Relocation section"):
+            current = plt if ".rela.plt" in line or ".rel.plt" in line else eager
+            continue
+        parts = line.split()
+        if current is None or len(parts) < 5 or not re.fullmatch(r"[0-9a-f]+", parts[0]):
+            continue
+        name = parts[4].split("@")[0]
+        current.add(name)
+    return eager, plt
+
+
+@pytest.mark.parametrize("lib", ["libstdc++.so.6", "libgcc_s.so.1", "libm.so.6"])
+def test_relocation_kinds_match_readelf(lib: str) -> None:
+    from torchdll._elf import RELOC_EAGER, RELOC_PLT
+
+    path = os.path.join("/lib/x86_64-linux-gnu", lib)
+    if not os.path.exists(path) or shutil.which("readelf") is None:
+        unavailable(f"{path} or readelf missing (apt install binutils)")
+    eager, plt = _readelf_reloc_names(path)
+    facts = read_elf_facts(path)
+    assert facts.undefined
+    for sym in facts.undefined:
+        assert bool(sym.reloc & RELOC_EAGER) == (sym.name in eager), sym
+        assert bool(sym.reloc & RELOC_PLT) == (sym.name in plt), sym
