@@ -253,7 +253,7 @@ class ElfFacts:
     flags_1: int  # DT_FLAGS_1 (DF_1_NODEFLIB = 0x800)
     version_needs: Tuple[VersionNeed, ...]
     version_defs: Tuple[str, ...]  # Elf_Verdef names, excluding the VER_FLG_BASE entry
-    undefined: Tuple[UndefinedSymbol, ...]
+    undefined: Tuple[UndefinedSymbol, ...]  # in the order ld.so's relocations look them up
     defined: FrozenSet[Tuple[str, Optional[str]]] = field(repr=False, default=frozenset())
     # (name, version) for every defined global/weak/unique dynamic symbol (see the module
     # docstring for the exact filter); version None when the object has no versym table or the
@@ -1154,7 +1154,10 @@ def _symbols(
     common = frozenset(plain)
     masks = _reloc_masks(elf, dyn, count)
     if masks is not None:
-        undefined = [replace(u, reloc=masks.get(i, 0)) for u, i in zip(undefined, undef_index)]
+        # in relocation order, so the first missing symbol found is the one ld.so reports
+        last = (0, len(undef_index) + (1 << 40))
+        ranked = sorted(zip(undefined, undef_index), key=lambda p: masks.get(p[1], last)[1])
+        undefined = [replace(u, reloc=masks.get(i, last)[0]) for u, i in ranked]
     out.undefined = tuple(undefined)
     out.defined = frozenset(itertools.chain(defined, zip(plain, itertools.repeat(None))))
     out.visible = common.union(visible)
@@ -1163,13 +1166,14 @@ def _symbols(
     return out
 
 
-def _reloc_indices(elf: _Elf, addr: int, size: int, rela: bool, count: int) -> Set[int]:
-    """Symbol indices referenced by one relocation table (``r_info`` high bits)."""
+def _reloc_indices(elf: _Elf, addr: int, size: int, rela: bool, count: int) -> List[int]:
+    """Symbol indices referenced by one relocation table (``r_info`` high bits), in the order
+    of their first relocation (the order ld.so processes them), without duplicates."""
     fmt = elf.fmt
     ent = (24 if rela else 16) if fmt.is64 else (12 if rela else 8)
     n = size // ent
     if n <= 0:
-        return set()
+        return []
     if n > MAX_RELOCS:
         raise elf.fail(f"more than {MAX_RELOCS} relocations in one table ({n})")
     blob = elf.read(addr, n * ent, "relocation table")
@@ -1179,38 +1183,40 @@ def _reloc_indices(elf: _Elf, addr: int, size: int, rela: bool, count: int) -> S
         words.byteswap()
     step = ent // words.itemsize
     shift = 32 if fmt.is64 else 8
-    out = {w >> shift for w in words[1::step]}
-    out.discard(0)
-    return {i for i in out if i < count}
+    ordered = dict.fromkeys(w >> shift for w in words[1::step])
+    return [i for i in ordered if 0 < i < count]
 
 
-def _reloc_masks(elf: _Elf, dyn: _Dynamic, count: int) -> Optional[Dict[int, int]]:
-    """Symbol index -> RELOC_EAGER/RELOC_PLT bits, or ``None`` when the tables cannot be read
-    (then every undefined symbol counts as looked up both ways)."""
+def _reloc_masks(elf: _Elf, dyn: _Dynamic, count: int) -> Optional[Dict[int, Tuple[int, int]]]:
+    """Symbol index -> (RELOC_EAGER/RELOC_PLT bits, position of its first relocation in the
+    order ld.so processes them: DT_RELA/DT_REL, then DT_JMPREL), or ``None`` when the tables
+    cannot be read (then every undefined symbol counts as looked up both ways)."""
     tags = dyn.tags
     try:
-        plt: Set[int] = set()
+        plt: List[int] = []
         jmp = tags.get(DT_JMPREL)
         pltsz = tags.get(DT_PLTRELSZ, 0)
         plt_rela = tags.get(DT_PLTREL, DT_RELA) == DT_RELA
         if jmp is not None and pltsz:
             plt = _reloc_indices(elf, jmp, pltsz, plt_rela, count)
-        eager: Set[int] = set()
+        eager: List[int] = []
         for tag, sztag, rela in ((DT_RELA, DT_RELASZ, True), (DT_REL, DT_RELSZ, False)):
             if tag not in tags:
                 continue
             start, size = tags[tag], tags.get(sztag, 0)
             if jmp is not None and plt_rela == rela and start <= jmp < start + size:
                 size = jmp - start  # a table that runs into DT_JMPREL: the PLT part is lazy
-            eager |= _reloc_indices(elf, start, size, rela, count)
+            eager.extend(_reloc_indices(elf, start, size, rela, count))
     except InvalidImageError as exc:
         elf.warn(f"relocations not read ({exc.reason}): every symbol counted as bound at load")
         return None
-    masks: Dict[int, int] = {}
-    for i in eager:
-        masks[i] = RELOC_EAGER
-    for i in plt:
-        masks[i] = masks.get(i, 0) | RELOC_PLT
+    masks: Dict[int, Tuple[int, int]] = {}
+    for pos, i in enumerate(eager):
+        masks.setdefault(i, (RELOC_EAGER, pos))
+    base = len(eager)
+    for pos, i in enumerate(plt):
+        bits, first = masks.get(i, (0, base + pos))
+        masks[i] = (bits | RELOC_PLT, first)
     return masks
 
 

@@ -364,11 +364,12 @@ def _parser() -> argparse.ArgumentParser:
     snap = sub.add_parser("snapshot", help="capture this machine's loader facts as JSON")
     snap.add_argument("--output", "-o", metavar="FILE")
 
-    from . import _cli_path, _cli_probe, _cli_run
+    from . import _cli_linux, _cli_path, _cli_probe, _cli_run
 
     _cli_path.configure_parser(sub)
     _cli_probe.configure_parser(sub)
     _cli_run.configure_parser(sub)
+    _cli_linux.configure_parser(sub)
     return parser
 
 
@@ -379,11 +380,12 @@ def main(argv: Optional[Sequence[str]] = None, out: Optional[TextIO] = None) -> 
     stream = out or sys.stdout
     parser = _parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
-    from . import _cli_path, _cli_probe, _cli_run
+    from . import _cli_linux, _cli_path, _cli_probe, _cli_run
 
     handlers = {"doctor": _cmd_doctor, "explain": _cmd_explain, "demo": _cmd_demo, "resolve": _cmd_resolve, "closure": _cmd_closure,
                 "pe": _cmd_pe, "snapshot": _cmd_snapshot, "fix-path": _cli_path.execute,
-                "probe": _cli_probe.execute, "run": _cli_run.execute}
+                "probe": _cli_probe.execute, "run": _cli_run.execute,
+                "elf": _cli_linux.execute_elf, "ldd": _cli_linux.execute_ldd}
     if args.command is None:
         args = parser.parse_args(["doctor"])
     if getattr(args, "flags", 0) is None:

@@ -186,3 +186,17 @@ def test_real_torch_replay_matches_the_real_import() -> None:
     assert {p for p in maps if p.startswith(torch_dir)} == {p for p in predicted if p.startswith(torch_dir)}
     real = {os.path.realpath(p) for p in maps}
     assert all(os.path.realpath(p) in real for p in predicted)
+
+
+def test_real_torch_with_a_foreign_libc10_first_on_ld_library_path(tmp_path: Path) -> None:
+    """Another build's libc10.so on LD_LIBRARY_PATH (it has none of torch's symbols): ld.so
+    reports the first symbol in *relocation* order; the model must name the same one."""
+    site = _real_site()
+    other = tmp_path / "other-torch" / "lib"
+    elfbuild.build_lib(other, "libc10.so", soname="libc10.so", defines=["c10_other_build"], marker="foreign-c10")
+    real_error, _ = import_in_child(site, str(other))
+    assert real_error is not None and "undefined symbol: " in real_error
+    lctx = _model(site, str(other))
+    assert lctx.primary is not None and lctx.primary.error == real_error
+    top = diagnose_linux(lctx).findings[0]
+    assert top.id == "linux-ld-library-path-shadowing" and top.severity is Severity.ERROR

@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from torchdll._pebuild import build_pe
 from torchdll.cli import main
@@ -126,3 +129,22 @@ def test_explain_codes() -> None:
     assert json.loads(text)["code"] == 4551
     assert run("explain", "WinError 126")[0] == 0
     assert run("explain", "99999")[0] == 2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the ld.so model answers for Linux")
+def test_elf_and_ldd_commands_on_a_system_library(tmp_path: Path) -> None:
+    lib = "/lib/x86_64-linux-gnu/libstdc++.so.6"
+    if not os.path.exists(lib):
+        pytest.skip(f"{lib} not present (not a Debian x86-64 layout)")
+    out = io.StringIO()
+    assert main(["elf", lib, "--json"], out) == 0
+    doc = json.loads(out.getvalue())
+    assert doc["soname"] == "libstdc++.so.6" and "libc.so.6" in doc["needed"]
+    out = io.StringIO()
+    assert main(["ldd", lib, "--json"], out) == 0
+    res = json.loads(out.getvalue())
+    assert res["ok"] and any(e["name"] == "libc.so.6" for e in res["edges"])
+    bad = tmp_path / "bad.so"
+    bad.write_bytes(b"\x7fELF\x01")
+    out = io.StringIO()
+    assert main(["ldd", str(bad)], out) == 1 and "FAILS:" in out.getvalue()

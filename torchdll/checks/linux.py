@@ -122,12 +122,18 @@ def check_ld_library_path(lctx: "object") -> Iterator[Finding]:
         return
     failing = replay.failing
     culprit_dirs: Set[str] = {posixpath.dirname(p) for _, p, _, _ in bound}
-    broke = False
+    broke = certain = False
     if failing is not None:
         ms, mv = failing.missing_symbol, failing.missing_version
         provider = (ms.provider if ms is not None else None) or (mv.provider if mv is not None else None)
         required_by = (ms.required_by if ms is not None else None) or (mv.required_by if mv is not None else None)
         broke = any(p is not None and posixpath.dirname(p) in culprit_dirs for p in (provider, required_by))
+        certain = broke
+        if not broke and failing.kind in ("symbol", "version"):
+            # an unversioned symbol names no provider: a shadowing copy mapped by the failing
+            # dlopen is the likely one that lacks it
+            mapped = {load.path for load in failing.loaded}
+            broke = any(path in mapped for _, path, _, _ in bound)
     entries = sorted({e for e, _ in static} | {e for e in ld.ld_library_path
                                                if posixpath.normpath(e or ".") in culprit_dirs})
     ev: List[Evidence] = [Evidence("LD_LIBRARY_PATH", ":".join(ld.ld_library_path))]
@@ -141,7 +147,7 @@ def check_ld_library_path(lctx: "object") -> Iterator[Finding]:
         ev.append(Evidence("predicted error", failing.error or ""))
     names = sorted({b[0] for b in bound} | {n for _, ns in static for n in ns})
     if broke:
-        severity, conf = Severity.ERROR, Confidence.CERTAIN
+        severity, conf = Severity.ERROR, Confidence.CERTAIN if certain else Confidence.LIKELY
         title = (f"LD_LIBRARY_PATH makes torch load {', '.join(names[:3])} from "
                  f"{', '.join(sorted(culprit_dirs))[:120]}, which breaks import torch")
     elif bound:
