@@ -158,7 +158,9 @@ def plan_loader_env(environ: Optional[Mapping[str, str]] = None, *, sys_path: Op
 def _plan_windows(env: Dict[str, str], path: Sequence[str]) -> EnvPlan:
     from .sanitize import sanitize_path
 
-    result = sanitize_path(environ=env, apply=True)  # env is our own copy
+    from .sanitize import PathSyntax
+
+    result = sanitize_path(environ=env, apply=True, syntax=PathSyntax.PROCESS)  # env: our own copy
     removed = tuple(Removal("PATH", r.entry.raw, r.reason) for r in result.removed)
     return EnvPlan(env, removed, (), None, bool(removed))
 

@@ -219,3 +219,10 @@ def test_dyld_check_on_macos(tmp_path: Path) -> None:
     assert "libomp.dylib" in findings[0].title and str(brew) in findings[0].title
     Ctx.platform = "linux"
     assert list(check_dyld(Ctx())) == []
+
+
+def test_plan_on_windows_cleans_path_with_the_sanitize_policy() -> None:
+    env = {"PATH": "C:\\venv\\Scripts;;C:\\Windows;relative"}
+    plan = plan_loader_env(env, platform="win32")
+    assert [r.entry for r in plan.removed] == ["", "relative"]
+    assert plan.environ["PATH"] == "C:\\venv\\Scripts;C:\\Windows" and env["PATH"].count(";") == 3
