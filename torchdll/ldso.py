@@ -441,6 +441,7 @@ class LdSimulator:
 
     def _dirs(self, entries: Sequence[str], origin: Optional[str]) -> List[str]:
         out: List[str] = []
+        seen: Set[str] = set()
         for raw in entries:
             d = self._expand(raw, origin)
             if d is None:
@@ -449,7 +450,8 @@ class LdSimulator:
                 d = "."
             if len(d) > 1:
                 d = d.rstrip("/") or "/"
-            if d not in out:
+            if d not in seen:  # fillin_rpath: a folder already in this list is not added again
+                seen.add(d)
                 out.append(d)
         return out
 

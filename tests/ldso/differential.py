@@ -345,11 +345,6 @@ def _crashed_in_check_match(sc: Scenario, obs: Observation, k: int) -> bool:
             and any(f.kind == "unversioned" for f in sc.files))
 
 
-def _legacy_hwcaps(sc: Scenario, obs: Observation, k: int) -> bool:
-    return (any("/tls/" in f.rel for f in sc.files) and k < len(obs.calls)
-            and bool(obs.calls[k].legacy))
-
-
 QUIRKS: tuple[Quirk, ...] = (
     Quirk(
         "check-match-assertion",
@@ -361,14 +356,6 @@ QUIRKS: tuple[Quirk, ...] = (
         "asserts). There is no dlerror() to predict: the process is gone. Only scenarios with "
         "an 'unversioned' copy can show it.",
         _crashed_in_check_match,
-    ),
-    Quirk(
-        "legacy-hwcaps-subdirs",
-        "glibc 2.36 still searches the legacy hwcaps subdirectories of every search-path "
-        "folder (tls/, the platform such as haswell/, hwcap names such as avx512_1/ and "
-        "x86_64/, in combinations) after glibc-hwcaps/; glibc 2.37 removed them. The model "
-        "documents them as not modelled. Only scenarios with a copy under tls/ can show it.",
-        _legacy_hwcaps,
     ),
 )
 
@@ -461,6 +448,7 @@ class Verdict:
     rules: tuple[str, ...] = ()  # rules of the new objects compared
     exact_errors: int = 0
     normalized_errors: int = 0
+    legacy_finds: int = 0  # objects ld.so found in a legacy hwcaps subdirectory
     seconds: float = 0.0
 
     def report(self) -> str:
@@ -508,7 +496,8 @@ def judge(sc: Scenario, root: Path, run: Run | None, ctx=None) -> Verdict:  # ty
                       outcomes=tuple(error_family(c.error) if not c.ok else "ok"
                                      for c in obs.calls),
                       rules=tuple(x.rule for c in obs.calls for x in c.new if x.rule),
-                      exact_errors=exact, normalized_errors=normalized)
+                      exact_errors=exact, normalized_errors=normalized,
+                      legacy_finds=sum(len(c.legacy) for c in obs.calls))
     if not diff:
         return verdict
     k = first_difference(pred, obs, run.cwd)
@@ -566,7 +555,8 @@ class Summary:
         out.append("  outcomes of the agreeing calls: " + fmt(fam))
         out.append("  rules of the objects they loaded (from LD_DEBUG): " + fmt(rules))
         out.append(f"  error texts: {exact} identical, {normalized} identical after realpath "
-                   "normalization")
+                   "normalization; objects found in legacy hwcaps subdirectories (tls/...): "
+                   f"{sum(v.legacy_finds for v in self.verdicts if v.status == AGREE)}")
         out.append("  features of the agreeing scenarios: " + fmt(feats))
         for q in QUIRKS:
             c = sum(1 for v in self.verdicts if q.name in v.quirks)

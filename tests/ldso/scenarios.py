@@ -6,9 +6,9 @@ calls. The same scenario is run by ``dlrun`` under the real ld.so and predicted 
 ``torchdll.ldso``.
 
 Layout. A scenario owns a root folder. Its libraries live in ``lib``, ``d0``, ``d1``,
-``d2``, ``d0/sub``, ``llp0``, ``llp1`` and ``cwd`` (the working directory of the run, which
-is what an empty search-path entry means); ``.link`` holds the link-time builds (never on a
-search path). Paths are written with the placeholder ``@ROOT@`` and resolved by
+``d2``, ``d0/sub``, ``llp0``, ``llp1``, ``cwd`` (the working directory of the run, which
+is what an empty search-path entry means) and ``plat/<value>`` (for ``$PLATFORM`` / ``$LIB``
+entries); ``.link`` holds the link-time builds (never on a search path). Paths are written with the placeholder ``@ROOT@`` and resolved by
 :meth:`Scenario.resolve` when the tree is written.
 
 What varies (all drawn from ``random.Random(f"{seed}:{index}")``):

@@ -9,17 +9,9 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 from tests.support import elfbuild
 
 from .conftest import AdHoc
-
-
-def _glibc_version() -> tuple:
-    text = os.confstr("CS_GNU_LIBC_VERSION") or "glibc 0.0"
-    major, minor = text.split()[1].split(".")[:2]
-    return int(major), int(minor)
 
 
 def test_failed_dlopen_unloads_everything(adhoc: AdHoc) -> None:
@@ -132,15 +124,6 @@ def test_ld_debug_label_names_the_first_list_that_created_an_entry(adhoc: AdHoc)
     req = run.trace.step(1).request_of(adhoc.path("app/../lib/libld.so"))
     assert req is not None
     assert req.rule == "rpath" and req.rule_given(True) == "runpath"
-
-
-@pytest.mark.skipif(_glibc_version() >= (2, 37), reason="glibc 2.37 removed legacy hwcaps")
-def test_quirk_legacy_hwcaps_subdirectories(adhoc: AdHoc) -> None:
-    """differential.QUIRKS "legacy-hwcaps-subdirs": glibc <= 2.36 prefers <dir>/tls/."""
-    adhoc.lib("d/libhw.so.1", defines=["hw"])
-    legacy = adhoc.lib("d/tls/libhw.so.1", defines=["hw"], marker="tls")
-    run = adhoc.run("now libhw.so.1", llp=adhoc.path("d"))
-    assert [o.name for o in run.calls[0].new] == [str(legacy)]
 
 
 def test_quirk_check_match_assertion(adhoc: AdHoc) -> None:

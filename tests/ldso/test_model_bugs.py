@@ -2,13 +2,24 @@
 ``torchdll.ldso`` and the real ld.so (glibc 2.36), one test each.
 
 Each test first pins what the real ld.so does (so the repro stays honest if the machine
-changes), then asks the model for the same calls. They fail until the model is fixed; the
-generated scenarios that show the same bug fail in ``test_differential.py`` as well.
+changes), then asks the model for the same calls. All of them failed against the model as
+first delivered; they stay as regression tests (``differential.MODEL_BUGS`` labels generated
+scenarios that fall into one of these families again).
 """
 
 from __future__ import annotations
 
+import os
+
+import pytest
+
 from .conftest import AdHoc
+
+
+def _glibc_version() -> tuple:
+    text = os.confstr("CS_GNU_LIBC_VERSION") or "glibc 0.0"
+    major, minor = text.split()[1].split(".")[:2]
+    return int(major), int(minor)
 
 
 def test_lazy_dlopen_still_binds_address_relocations(adhoc: AdHoc) -> None:
@@ -68,3 +79,31 @@ def test_cannot_open_without_errno_when_nothing_was_tried(adhoc: AdHoc) -> None:
         assert run.calls[0].error == expected
         (res,) = adhoc.model(run, f"now {lib}", llp=llp)
         assert res.error == expected, f"LD_LIBRARY_PATH={llp}"
+
+
+@pytest.mark.skipif(_glibc_version() >= (2, 37), reason="glibc 2.37 removed legacy hwcaps")
+def test_legacy_hwcaps_subdirectories(adhoc: AdHoc) -> None:
+    """glibc <= 2.36 searches legacy hwcaps subdirectories of every search-path folder
+    (``tls/``, the platform such as ``haswell/``, hwcap names such as ``x86_64/``, combined)
+    after ``glibc-hwcaps/`` and before the folder itself."""
+    adhoc.lib("d/libhw.so.1", defines=["hw"])
+    legacy = adhoc.lib("d/tls/libhw.so.1", defines=["hw"], marker="tls")
+    llp = adhoc.path("d")
+    run = adhoc.run("now libhw.so.1", llp=llp)
+    assert [o.name for o in run.calls[0].new] == [str(legacy)]
+    (res,) = adhoc.model(run, "now libhw.so.1", llp=llp)
+    assert [ld.path for ld in res.loaded] == [str(legacy)]
+
+
+def test_platform_token_is_the_loaders_platform(adhoc: AdHoc) -> None:
+    """``$PLATFORM`` expands to ld.so's ``dl_platform``: on x86-64 glibc derives it from the
+    CPU ("haswell", "xeon_phi") and only falls back to AT_PLATFORM ("x86_64")."""
+    for plat in ("x86_64", "haswell", "xeon_phi"):
+        adhoc.lib(f"plat/{plat}/libpt.so", defines=["pt"], marker=plat)
+    user = adhoc.lib("a/libpu.so", needed=[adhoc.root / "plat/x86_64/libpt.so"],
+                     rpath=["$ORIGIN/../plat/$PLATFORM"])
+    run = adhoc.run(f"now {user}")
+    assert run.calls[0].ok
+    real = run.calls[0].new[1].real
+    (res,) = adhoc.model(run, f"now {user}")
+    assert [os.path.realpath(ld.path) for ld in res.loaded] == [str(user), real]
