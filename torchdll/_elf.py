@@ -61,16 +61,15 @@ page cache warm: ``symbols=False`` about 0.3 ms (a handful of pages); ``symbols=
 from __future__ import annotations
 
 import array
-import errno
 import itertools
 import mmap
 import os
-import stat
 import struct
 import sys
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, FrozenSet, Iterator, List, Optional, Set, Tuple, Union
 
+from ._fileio import OpenFile, os_reason, read_at
 from .errors import InvalidImageError
 
 
@@ -314,64 +313,17 @@ class ElfFacts:
 # --------------------------------------------------------------------------------------------
 
 
-def _os_reason(exc: OSError) -> str:
-    """A short, locale-independent reason for an OSError raised while opening or reading."""
-    if isinstance(exc, FileNotFoundError):
-        return "no such file"
-    if isinstance(exc, IsADirectoryError):
-        return "is a directory"
-    if isinstance(exc, NotADirectoryError):
-        return "a component of the path is not a directory"
-    if isinstance(exc, PermissionError):
-        return "permission denied"
-    code = errno.errorcode.get(exc.errno or 0, "")
-    return f"cannot read the file ({code or type(exc).__name__})"
+_os_reason = os_reason
 
 
-class _OpenFile:
-    """An open regular file: descriptor plus the stat values taken from that descriptor."""
-
-    __slots__ = ("fd", "mtime_ns", "size")
+class _OpenFile(OpenFile):
+    __slots__ = ()
 
     def __init__(self, path: str) -> None:
-        flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
-        try:
-            fd = os.open(path, flags)
-        except OSError as exc:
-            if isinstance(exc, PermissionError) and os.path.isdir(path):
-                raise _invalid(path, "is a directory") from None  # Windows says EACCES
-            raise _invalid(path, _os_reason(exc)) from None
-        except ValueError:  # an embedded NUL character
-            raise _invalid(path, "invalid path") from None
-        try:
-            st = os.fstat(fd)
-        except OSError as exc:
-            os.close(fd)
-            raise _invalid(path, _os_reason(exc)) from None
-        if stat.S_ISDIR(st.st_mode):
-            os.close(fd)
-            raise _invalid(path, "is a directory")
-        if not stat.S_ISREG(st.st_mode):
-            os.close(fd)
-            raise _invalid(path, "not a regular file")
-        self.fd = fd
-        self.size = st.st_size
-        self.mtime_ns = st.st_mtime_ns
-
-    def close(self) -> None:
-        os.close(self.fd)
+        super().__init__(path, "ELF")
 
 
-def _read_at(fd: int, offset: int, count: int) -> bytes:
-    os.lseek(fd, offset, os.SEEK_SET)
-    chunks: List[bytes] = []
-    while count > 0:
-        chunk = os.read(fd, count)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        count -= len(chunk)
-    return b"".join(chunks)
+_read_at = read_at
 
 
 def _not_elf_reason(head: bytes) -> str:

@@ -42,7 +42,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from ._pe import _OpenFile, _os_reason
+from ._fileio import OpenFile, os_reason as _os_reason
 from .errors import InvalidImageError
 
 
@@ -680,7 +680,7 @@ def read_macho_facts(path: StrPath, *, arch: Optional[str] = None) -> MachOFacts
     Raises :class:`InvalidImageError` for anything that is not a readable Mach-O image.
     """
     p = os.fspath(path)
-    f = _OpenFile(p)
+    f = OpenFile(p, "Mach-O")
     try:
         if f.size == 0:
             raise _invalid(p, "empty file")

@@ -34,12 +34,10 @@ from __future__ import annotations
 
 import array
 import bisect
-import errno
 import functools
 import itertools
 import mmap
 import os
-import stat
 import struct
 from typing import (
     Any,
@@ -53,6 +51,7 @@ from typing import (
     Union,
 )
 
+from ._fileio import OpenFile, os_reason, read_at
 from .errors import InvalidImageError
 from .model import ExportTable, ImageFacts, ImportedModule, Machine, RichInfo, VersionInfo
 
@@ -111,62 +110,17 @@ _KNOWN_MACHINES = {int(m): m for m in Machine}
 # --------------------------------------------------------------------------------------------
 
 
-def _os_reason(exc: OSError) -> str:
-    """A short, locale-independent reason for an OSError raised while opening or reading."""
-    if isinstance(exc, FileNotFoundError):
-        return "no such file"
-    if isinstance(exc, IsADirectoryError):
-        return "is a directory"
-    if isinstance(exc, NotADirectoryError):
-        return "a component of the path is not a directory"
-    if isinstance(exc, PermissionError):
-        return "permission denied"
-    code = errno.errorcode.get(exc.errno or 0, "")
-    return f"cannot read the file ({code or type(exc).__name__})"
+_os_reason = os_reason
 
 
-class _OpenFile:
-    """An open regular file: descriptor plus the stat values taken from that descriptor."""
-
-    __slots__ = ("fd", "mtime_ns", "size")
+class _OpenFile(OpenFile):
+    __slots__ = ()
 
     def __init__(self, path: str) -> None:
-        flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
-        try:
-            fd = os.open(path, flags)
-        except OSError as exc:
-            if isinstance(exc, PermissionError) and os.path.isdir(path):
-                raise InvalidImageError(path, "is a directory") from None  # Windows says EACCES
-            raise InvalidImageError(path, _os_reason(exc)) from None
-        try:
-            st = os.fstat(fd)
-        except OSError as exc:
-            os.close(fd)
-            raise InvalidImageError(path, _os_reason(exc)) from None
-        if stat.S_ISDIR(st.st_mode):
-            os.close(fd)
-            raise InvalidImageError(path, "is a directory")
-        if not stat.S_ISREG(st.st_mode):
-            os.close(fd)
-            raise InvalidImageError(path, "not a regular file")
-        self.fd = fd
-        self.size = st.st_size
-        self.mtime_ns = st.st_mtime_ns
-
-    def close(self) -> None:
-        os.close(self.fd)
+        super().__init__(path, "PE")
 
 
-def _read_at(fd: int, offset: int, count: int) -> bytes:
-    os.lseek(fd, offset, os.SEEK_SET)
-    chunks: List[bytes] = []
-    while count > 0:
-        chunk = os.read(fd, count)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        count -= len(chunk)
-    return b"".join(chunks)
+_read_at = read_at
 
 
 def _not_mz_reason(head: bytes) -> str:

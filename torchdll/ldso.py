@@ -47,7 +47,7 @@ import enum
 import os
 import posixpath
 from dataclasses import dataclass, field, replace
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ._elf import ElfFacts
 
@@ -939,19 +939,19 @@ def _loaded_objects(exe: Optional[str], paths: Sequence[str]) -> Tuple[LoadedObj
     while changed:
         changed = False
         for p in paths:
-            f = facts.get(p)
-            if f is None:
+            fp = facts.get(p)
+            if fp is None:
                 continue
-            if (f.soname in global_sonames or posixpath.basename(p) in global_sonames):
-                for n in f.needed:
+            if (fp.soname in global_sonames or posixpath.basename(p) in global_sonames):
+                for n in fp.needed:
                     if n not in global_sonames:
                         global_sonames.add(n)
                         changed = True
     for p in paths:
-        f = facts.get(p)
-        if f is None:
+        fp = facts.get(p)
+        if fp is None:
             continue
-        soname = f.soname
+        soname = fp.soname
         is_global = soname in global_sonames or posixpath.basename(p) in global_sonames
         out.append(LoadedObject(p, soname, is_global, (posixpath.basename(p),) if is_global else ()))
     return tuple(out)

@@ -25,7 +25,7 @@ import os
 import posixpath
 import sys
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 __all__ = ["EnvPlan", "Removal", "plan_loader_env", "torch_sys_path"]
 
@@ -65,7 +65,7 @@ def _needed_glibcxx(lib_dir: str, names: Sequence[str]) -> Tuple[str, ...]:
     from ._elf import read_elf_facts
     from .errors import InvalidImageError
 
-    need = set()
+    need: Set[str] = set()
     for name in names:
         if not name.startswith("lib") or ".so" not in name:
             continue
@@ -158,7 +158,7 @@ def plan_loader_env(environ: Optional[Mapping[str, str]] = None, *, sys_path: Op
 def _plan_windows(env: Dict[str, str], path: Sequence[str]) -> EnvPlan:
     from .sanitize import sanitize_path
 
-    from .sanitize import PathSyntax
+    from .pathenv import PathSyntax
 
     result = sanitize_path(environ=env, apply=True, syntax=PathSyntax.PROCESS)  # env: our own copy
     removed = tuple(Removal("PATH", r.entry.raw, r.reason) for r in result.removed)

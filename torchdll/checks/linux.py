@@ -86,7 +86,7 @@ def shadowing_entries(ld_library_path: Tuple[str, ...], intended: Dict[str, str]
 
 
 def _all_edges(replay: LinuxReplay) -> List[Tuple[str, str, str, LdRule]]:
-    out = []
+    out: List[Tuple[str, str, str, LdRule]] = []
     for step in replay.steps:
         out.extend(step.call.edges)
     return out
@@ -145,23 +145,24 @@ def check_ld_library_path(lctx: "object") -> Iterator[Finding]:
                                               + (" ..." if len(names) > 6 else "")))
     if broke and failing is not None:
         ev.append(Evidence("predicted error", failing.error or ""))
-    names = sorted({b[0] for b in bound} | {n for _, ns in static for n in ns})
+    all_names = sorted({b[0] for b in bound} | {n for _, ns in static for n in ns})
     if broke:
         severity, conf = Severity.ERROR, Confidence.CERTAIN if certain else Confidence.LIKELY
-        title = (f"LD_LIBRARY_PATH makes torch load {', '.join(names[:3])} from "
+        title = (f"LD_LIBRARY_PATH makes torch load {', '.join(all_names[:3])} from "
                  f"{', '.join(sorted(culprit_dirs))[:120]}, which breaks import torch")
     elif bound:
         severity, conf = Severity.WARNING, Confidence.LIKELY
-        title = (f"LD_LIBRARY_PATH makes torch load {', '.join(names[:3])} from another folder "
+        title = (f"LD_LIBRARY_PATH makes torch load {', '.join(all_names[:3])} from another folder "
                  "(it links today; a version mismatch breaks it)")
     else:
         severity, conf = Severity.WARNING, Confidence.POSSIBLE
-        title = (f"LD_LIBRARY_PATH holds other copies of torch's libraries ({', '.join(names[:3])}"
-                 f"{' ...' if len(names) > 3 else ''}); torch's preloading avoids them today")
-    want_dirs = sorted({posixpath.dirname(intended[n]) for n in names if n in intended})
-    fix = _run_fix(entries, ld.ld_library_path) + (
-        ("or put pip's copies first: export LD_LIBRARY_PATH="
-         + _sh(":".join(want_dirs)) + ":$LD_LIBRARY_PATH"),) if want_dirs else _run_fix(entries, ld.ld_library_path)
+        title = (f"LD_LIBRARY_PATH holds other copies of torch's libraries ({', '.join(all_names[:3])}"
+                 f"{' ...' if len(all_names) > 3 else ''}); torch's preloading avoids them today")
+    want_dirs = sorted({posixpath.dirname(intended[n]) for n in all_names if n in intended})
+    fix = _run_fix(entries, ld.ld_library_path)
+    if want_dirs:
+        fix += ("or put pip's copies first: export LD_LIBRARY_PATH="
+                + _sh(":".join(want_dirs)) + ":$LD_LIBRARY_PATH",)
     yield Finding(
         "linux-ld-library-path-shadowing", severity, title,
         detail=("ld.so searches LD_LIBRARY_PATH before a library's RUNPATH ($ORIGIN), so a CUDA "
@@ -331,7 +332,7 @@ def check_prediction(lctx: "object") -> Iterator[Finding]:
         detail="", confidence=Confidence.LIKELY, evidence=tuple(ev),
         fix=(f"Reinstall torch in this environment: pip install --force-reinstall "
              f"torch=={replay.torch.version.split('+')[0]}",
-             f"See what the loader does: LD_DEBUG=libs python -c 'import torch' 2>&1 | tail -40"),
+             "See what the loader does: LD_DEBUG=libs python -c 'import torch' 2>&1 | tail -40"),
         explains="torch")
 
 

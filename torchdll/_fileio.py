@@ -1,0 +1,76 @@
+"""Opening the files the readers parse (PE, ELF, Mach-O): one place for the checks and the
+short, locale-independent reasons an :class:`~torchdll.errors.InvalidImageError` carries."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from typing import List
+
+from .errors import InvalidImageError
+
+__all__ = ["OpenFile", "os_reason", "read_at"]
+
+
+def os_reason(exc: OSError) -> str:
+    """A short, locale-independent reason for an OSError raised while opening or reading."""
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory"
+    if isinstance(exc, NotADirectoryError):
+        return "a component of the path is not a directory"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    code = errno.errorcode.get(exc.errno or 0, "")
+    return f"cannot read the file ({code or type(exc).__name__})"
+
+
+class OpenFile:
+    """An open regular file: descriptor plus the stat values taken from that descriptor.
+    Anything else (missing, a folder, a FIFO, no permission, a NUL in the path) raises
+    :class:`~torchdll.errors.InvalidImageError` naming ``kind`` (``"PE"``, ``"ELF"``...)."""
+
+    __slots__ = ("fd", "mtime_ns", "size")
+
+    def __init__(self, path: str, kind: str = "PE") -> None:
+        flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
+        try:
+            fd = os.open(path, flags)
+        except OSError as exc:
+            if isinstance(exc, PermissionError) and os.path.isdir(path):
+                raise InvalidImageError(path, "is a directory", kind) from None  # Windows: EACCES
+            raise InvalidImageError(path, os_reason(exc), kind) from None
+        except ValueError:  # an embedded NUL character
+            raise InvalidImageError(path, "invalid path", kind) from None
+        try:
+            st = os.fstat(fd)
+        except OSError as exc:
+            os.close(fd)
+            raise InvalidImageError(path, os_reason(exc), kind) from None
+        if stat.S_ISDIR(st.st_mode):
+            os.close(fd)
+            raise InvalidImageError(path, "is a directory", kind)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise InvalidImageError(path, "not a regular file", kind)
+        self.fd = fd
+        self.size = st.st_size
+        self.mtime_ns = st.st_mtime_ns
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def read_at(fd: int, offset: int, count: int) -> bytes:
+    """Up to ``count`` bytes at ``offset`` (fewer at the end of the file)."""
+    os.lseek(fd, offset, os.SEEK_SET)
+    chunks: List[bytes] = []
+    while count > 0:
+        chunk = os.read(fd, count)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        count -= len(chunk)
+    return b"".join(chunks)
