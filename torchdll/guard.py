@@ -545,7 +545,7 @@ class safe_import_torch:  # noqa: N801 - used like a function: with safe_import_
         if self.sanitize:
             self._sanitize_path()
         if not sysm.windows:
-            if self.prechecks and sysm.platform.startswith("linux"):
+            if self.prechecks and (sysm.platform.startswith("linux") or sysm.platform == "darwin"):
                 self.findings = tuple(self._linux_prechecks())
             return
         self.torch_dir = _torch_dir(sysm, self.module.split(".")[0] if self.module else "torch")
@@ -624,34 +624,43 @@ class safe_import_torch:  # noqa: N801 - used like a function: with safe_import_
         return out
 
     def _linux_prechecks(self) -> List[Finding]:
-        """Cheap (folder listings only): an ``LD_LIBRARY_PATH`` entry holding libraries named like
-        torch's own or pip's ``nvidia-*`` ones. ld.so read it at process start, so it cannot be
-        fixed from here: warn, and name ``torchdll run``."""
+        """Cheap (folder listings only): an ``LD_LIBRARY_PATH`` entry (macOS: ``DYLD_*``) holding
+        libraries named like torch's own or pip's ``nvidia-*`` ones. The dynamic loader read it at
+        process start, so it cannot be fixed from here: warn, and name ``torchdll run``."""
         sysm = self.system
-        start = sysm.start_environ()
-        value = (start if start is not None else sysm.environ).get("LD_LIBRARY_PATH")
-        if not value:
+        darwin = sysm.platform == "darwin"
+        start = None if darwin else sysm.start_environ()
+        env = start if start is not None else sysm.environ
+        variables = (("DYLD_LIBRARY_PATH", "DYLD_FRAMEWORK_PATH", "DYLD_FALLBACK_LIBRARY_PATH")
+                     if darwin else ("LD_LIBRARY_PATH",))
+        values = [(v, env.get(v) or "") for v in variables if env.get(v)]
+        if not values:
             return []
         torch_dir = _torch_dir(sysm, self.module.split(".")[0] if self.module else "torch")
         if torch_dir is None:
             return []
         import posixpath
 
-        names = {n for n in sysm.listdir(posixpath.join(torch_dir, "lib")) if ".so" in n}
+        def libs(folder: str) -> List[str]:
+            return [n for n in sysm.listdir(folder) if ".so" in n or n.endswith(".dylib")]
+
+        names = set(libs(posixpath.join(torch_dir, "lib")))
         nvidia = posixpath.join(posixpath.dirname(torch_dir), "nvidia")
         own = {posixpath.join(torch_dir, "lib")}
         for pkg in sysm.listdir(nvidia):
             folder = posixpath.join(nvidia, pkg, "lib")
             own.add(folder)
-            names.update(n for n in sysm.listdir(folder) if ".so" in n)
-        hits: List[Tuple[str, List[str]]] = []
-        for entry in value.replace(";", ":").split(":"):
-            folder = posixpath.normpath(entry or ".")
-            if folder in own:
-                continue
-            found = sorted(n for n in sysm.listdir(entry or ".") if n in names)
-            if found:
-                hits.append((entry, found))
+            names.update(libs(folder))
+        hits: List[Tuple[str, str, List[str]]] = []
+        for var, value in values:
+            entries = value.replace(";", ":").split(":") if not darwin else value.split(":")
+            for entry in entries:
+                folder = posixpath.normpath(entry or ".")
+                if folder in own:
+                    continue
+                found = sorted(n for n in sysm.listdir(entry or ".") if n in names)
+                if found:
+                    hits.append((var, entry, found))
         if not hits:
             return []
         import warnings
@@ -659,16 +668,18 @@ class safe_import_torch:  # noqa: N801 - used like a function: with safe_import_
         from .errors import PrecheckWarning
         from .report import Confidence, Evidence, Finding, Severity
 
-        shown = "; ".join(f"{e} ({', '.join(n[:3])}{' ...' if len(n) > 3 else ''})" for e, n in hits)
+        shown = "; ".join(f"{e} ({', '.join(n[:3])}{' ...' if len(n) > 3 else ''})" for _, e, n in hits)
+        loader = "dyld" if darwin else "ld.so"
         finding = Finding(
-            id="linux-ld-library-path-shadowing", severity=Severity.WARNING, confidence=Confidence.POSSIBLE,
-            title=f"LD_LIBRARY_PATH holds other copies of torch's libraries: {shown}",
-            detail=("ld.so searches LD_LIBRARY_PATH before torch's RUNPATH; it read the variable when "
-                    "this process started, so changing os.environ now does nothing. Start the program "
-                    "without those entries."),
-            evidence=tuple(Evidence("shadowing entry", f"{e}: {', '.join(n)}") for e, n in hits),
+            id="macos-dyld-variables" if darwin else "linux-ld-library-path-shadowing",
+            severity=Severity.WARNING, confidence=Confidence.POSSIBLE,
+            title=f"{hits[0][0]} holds other copies of torch's libraries: {shown}",
+            detail=(f"{loader} searches {hits[0][0]} before torch's own folders; it read the variable "
+                    "when this process started, so changing os.environ now does nothing. Start the "
+                    "program without those entries."),
+            evidence=tuple(Evidence(f"shadowing entry ({v})", f"{e}: {', '.join(n)}") for v, e, n in hits),
             fix=("python -m torchdll run -- python " + " ".join(sys.argv[:1] or ["main.py"]),
-                 "or remove the entries from LD_LIBRARY_PATH before starting Python"),
+                 f"or remove the entries from {hits[0][0]} before starting Python"),
             explains=self.module.split(".")[0])
         warnings.warn(PrecheckWarning(finding.title + " -- start with: python -m torchdll run -- python ..."),
                       stacklevel=4)

@@ -226,3 +226,17 @@ def test_plan_on_windows_cleans_path_with_the_sanitize_policy() -> None:
     plan = plan_loader_env(env, platform="win32")
     assert [r.entry for r in plan.removed] == ["", "relative"]
     assert plan.environ["PATH"] == "C:\\venv\\Scripts;C:\\Windows" and env["PATH"].count(";") == 3
+
+
+def test_guard_on_macos_warns_about_dyld_library_path(tmp_path: Path) -> None:
+    torch_lib = str(tmp_path / "site" / "torch" / "lib")
+    listing = {torch_lib: ["libc10.dylib", "libomp.dylib"], "/opt/homebrew/lib": ["libomp.dylib", "libpng.dylib"]}
+    system = _system(tmp_path, {}, listing)
+    system.platform = "darwin"
+    system.environ["DYLD_LIBRARY_PATH"] = "/opt/homebrew/lib"  # macOS: no /proc; os.environ is read
+    guard = safe_import_torch(system=system)
+    with pytest.warns(PrecheckWarning, match="DYLD_LIBRARY_PATH"):
+        with guard:
+            pass
+    (finding,) = guard.findings
+    assert finding.id == "macos-dyld-variables" and "libomp.dylib" in finding.title
