@@ -19,7 +19,8 @@ import pytest
 from tests.support.tiers import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("pefile", "torchdll._pe", "torchdll.diagnosis", "torchdll.probe", "torchdll.snapshot")
+HEAVY = ("pefile", "torchdll._pe", "torchdll.diagnosis", "torchdll.probe", "torchdll.snapshot",
+         "torchdll._elf", "torchdll.ldso", "torchdll.linuxdiag")
 
 
 @pytest.fixture(scope="module")

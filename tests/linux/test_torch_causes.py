@@ -200,3 +200,43 @@ def test_real_torch_with_a_foreign_libc10_first_on_ld_library_path(tmp_path: Pat
     assert lctx.primary is not None and lctx.primary.error == real_error
     top = diagnose_linux(lctx).findings[0]
     assert top.id == "linux-ld-library-path-shadowing" and top.severity is Severity.ERROR
+
+
+GUARDED = r"""
+import json, warnings
+import torchdll
+caught = []
+with warnings.catch_warnings(record=True) as w:
+    warnings.simplefilter("always")
+    try:
+        with torchdll.safe_import_torch() as torch:
+            result = {"ok": True}
+    except torchdll.TorchDLLError as exc:
+        result = {"ok": False, "type": type(exc).__name__, "causes": [c.id for c in exc.causes],
+                  "culprit": exc.culprit, "fix": list(exc.fix), "original": exc.original}
+result["warnings"] = [str(x.message) for x in w]
+print(json.dumps(result))
+"""
+
+
+def test_guard_warns_then_explains_the_real_failure(tmp_path: Path) -> None:
+    """safe_import_torch() with the real torch and a foreign libc10.so on LD_LIBRARY_PATH: a
+    PrecheckWarning naming torchdll run, then a TorchDLLError whose first cause is the
+    shadowing entry (from the ld.so replay), not just the loader's message."""
+    import json
+    import subprocess
+
+    _real_site()
+    other = tmp_path / "other-torch" / "lib"
+    elfbuild.build_lib(other, "libc10.so", soname="libc10.so", defines=["c10_other_build"], marker="foreign-c10")
+    from tests.support.linuxtorch import child_env
+
+    proc = subprocess.run([sys.executable, "-c", GUARDED], capture_output=True, text=True,
+                          env=child_env(str(other)), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not res["ok"] and res["type"] == "ProcedureNotFoundError"
+    assert res["causes"][0] == "linux-ld-library-path-shadowing"
+    assert any("torchdll run" in step for step in res["fix"])
+    assert any("torchdll run" in w and str(other) in w for w in res["warnings"])
+    assert "undefined symbol" in res["original"]
