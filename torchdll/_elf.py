@@ -64,9 +64,10 @@ import array
 import itertools
 import mmap
 import os
+import stat
 import struct
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import astuple, dataclass, field, fields, replace
 from typing import Any, Dict, FrozenSet, Iterator, List, Optional, Set, Tuple, Union
 
 from ._fileio import OpenFile, os_reason, read_at
@@ -1287,16 +1288,28 @@ def _parse_buffer(path: str, data: Any, size: int, mtime_ns: int, symbols: bool)
         raise _invalid(path, f"malformed ELF file ({type(exc).__name__})") from None
 
 
-def read_elf_facts(path: StrPath, *, symbols: bool = True) -> ElfFacts:
+def read_elf_facts(path: StrPath, *, symbols: bool = True, use_cache: Optional[bool] = None) -> ElfFacts:
     """Everything the glibc loader model needs to know about the ELF file at ``path``.
 
     ``symbols=False`` skips the dynamic symbol table (``undefined``, ``defined`` and the other
     symbol fields stay empty and :attr:`ElfFacts.symbols_read` is ``False``): the headers, the
     dynamic section and the version records only, a few pages of even the largest library.
+    With symbols, results are kept in the on-disk facts cache of :mod:`torchdll._pecache`
+    (namespace ``elf``, keyed by path, size and mtime; ``TORCHDLL_NO_CACHE=1`` or
+    ``use_cache=False`` turns it off): torch's ``libtorch_cpu.so`` takes ~30 ms from the cache
+    instead of ~180 ms.
 
     Raises :class:`InvalidImageError` for anything that is not a readable ELF file.
     """
     p = os.fspath(path)
+    from . import _pecache
+
+    if symbols and (use_cache if use_cache is not None else _pecache.enabled()):
+        return _read_cached(p)
+    return _read(p, symbols)
+
+
+def _read(p: str, symbols: bool) -> ElfFacts:
     f = _OpenFile(p)
     try:
         try:
@@ -1315,6 +1328,52 @@ def read_elf_facts(path: StrPath, *, symbols: bool = True) -> ElfFacts:
             mm.close()
     finally:
         f.close()
+
+
+_NESTED = {"version_needs": VersionNeed, "undefined": UndefinedSymbol}
+
+
+def _to_payload(facts: ElfFacts) -> Tuple[Any, ...]:
+    out: List[Any] = []
+    for fl in fields(ElfFacts):
+        value = getattr(facts, fl.name)
+        if fl.name in _NESTED:
+            value = tuple(astuple(x) for x in value)
+        out.append(value)
+    return tuple(out)
+
+
+def _from_payload(payload: Tuple[Any, ...]) -> ElfFacts:
+    names = [fl.name for fl in fields(ElfFacts)]
+    if len(payload) != len(names):
+        raise ValueError("payload of another layout")
+    kw = dict(zip(names, payload))
+    for name, cls in _NESTED.items():
+        kw[name] = tuple(cls(*x) for x in kw[name])
+    return ElfFacts(**kw)
+
+
+def _read_cached(p: str) -> ElfFacts:
+    from . import _pecache
+
+    try:
+        st = os.stat(p)
+    except (OSError, ValueError):
+        st = None
+    if st is not None and stat.S_ISREG(st.st_mode):
+        key = _pecache.make_key(p, st.st_size, st.st_mtime_ns)
+        payload = _pecache.load(key, "elf")
+        if payload is not None:
+            try:
+                facts = _from_payload(payload)
+                if facts.path == p:
+                    return facts
+                return replace(facts, path=p)
+            except Exception:  # noqa: BLE001, S110 - an entry of another shape: a miss
+                pass
+    facts = _read(p, True)
+    _pecache.store(_pecache.make_key(p, facts.size, facts.mtime_ns), _to_payload(facts), "elf")
+    return facts
 
 
 def __dir__() -> List[str]:

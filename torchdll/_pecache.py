@@ -1,4 +1,5 @@
-"""An on-disk cache of PE facts, keyed by (absolute path, size, mtime_ns).
+"""An on-disk cache of PE facts (and ELF facts, namespace ``elf``), keyed by (absolute path,
+size, mtime_ns).
 
 Parsing a big DLL costs tens of milliseconds; a diagnosis touches hundreds of them, again and
 again. Entries live in ``$TORCHDLL_CACHE_DIR`` (or the platformdirs user cache of ``torchdll``),
@@ -37,9 +38,19 @@ from .model import ImageFacts
 
 __all__ = ["FORMAT", "cache_dir", "enabled", "entry_path", "load", "read_facts_cached", "store"]
 
-#: Bump when the payload layout or the parser's semantics change.
+#: Bump when the payload layout or the parser's semantics change (per namespace).
 FORMAT = 1
+#: namespace -> format version of the other namespaces: ``elf`` (torchdll._elf, with symbols)
+FORMATS = {"elf": 1}
 _MAGIC = ("torchdll-pe-facts", FORMAT, sys.byteorder)
+
+
+def _format(namespace: str) -> int:
+    return FORMAT if namespace == "pe" else FORMATS[namespace]
+
+
+def _magic(namespace: str) -> Tuple[str, int, str]:
+    return (f"torchdll-{namespace}-facts", _format(namespace), sys.byteorder)
 _FALSEY = ("", "0", "false", "no", "off")
 
 Key = Tuple[str, int, int]
@@ -53,7 +64,7 @@ def enabled() -> bool:
     return os.environ.get("TORCHDLL_NO_CACHE", "").strip().lower() in _FALSEY
 
 
-def cache_dir() -> Path:
+def cache_dir(namespace: str = "pe") -> Path:
     """The versioned folder entries are read from and written to (not created here)."""
     env = os.environ.get("TORCHDLL_CACHE_DIR")
     if env:
@@ -62,22 +73,22 @@ def cache_dir() -> Path:
         import platformdirs
 
         base = Path(platformdirs.user_cache_dir("torchdll", appauthor=False))
-    return base / f"pe-v{FORMAT}-py{sys.version_info[0]}.{sys.version_info[1]}"
+    return base / f"{namespace}-v{_format(namespace)}-py{sys.version_info[0]}.{sys.version_info[1]}"
 
 
 def make_key(path: str, size: int, mtime_ns: int) -> Key:
     return (os.path.abspath(path), size, mtime_ns)
 
 
-def entry_path(key: Key, folder: Optional[Path] = None) -> Path:
+def entry_path(key: Key, folder: Optional[Path] = None, namespace: str = "pe") -> Path:
     digest = hashlib.sha256(repr(key).encode("utf-8", "surrogatepass")).hexdigest()[:40]
-    return (folder or cache_dir()) / f"{digest}.facts"
+    return (folder or cache_dir(namespace)) / f"{digest}.facts"
 
 
-def load(key: Key) -> Optional[Any]:
+def load(key: Key, namespace: str = "pe") -> Optional[Any]:
     """The payload stored for ``key``, or ``None`` (missing, corrupt, foreign or stale)."""
     try:
-        with open(entry_path(key), "rb") as fh:
+        with open(entry_path(key, namespace=namespace), "rb") as fh:
             data = fh.read()
         entry = marshal.loads(data)
     except Exception:  # noqa: BLE001 - missing, unreadable, truncated or garbage: a miss
@@ -85,7 +96,7 @@ def load(key: Key) -> Optional[Any]:
     if (
         type(entry) is not tuple
         or len(entry) != 3
-        or entry[0] != _MAGIC
+        or entry[0] != _magic(namespace)
         or entry[1] != key
         or type(entry[2]) is not tuple
     ):
@@ -93,25 +104,25 @@ def load(key: Key) -> Optional[Any]:
     return entry[2]
 
 
-def store(key: Key, payload: Any) -> None:
+def store(key: Key, payload: Any, namespace: str = "pe") -> None:
     """Write ``payload`` for ``key`` atomically; failures only disable the cache folder."""
-    folder = cache_dir()
+    folder = cache_dir(namespace)
     where = str(folder)
     if where in _unwritable:
         return
     tmp: Optional[str] = None
     try:
-        data = marshal.dumps((_MAGIC, key, payload))
+        data = marshal.dumps((_magic(namespace), key, payload))
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".facts", dir=folder)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        os.replace(tmp, entry_path(key, folder))
+        os.replace(tmp, entry_path(key, folder, namespace))
         tmp = None
     except (OSError, ValueError) as exc:
         _unwritable.add(where)
         warnings.warn(
-            f"torchdll: PE facts cache disabled, cannot write to {where} ({type(exc).__name__})",
+            f"torchdll: {namespace.upper()} facts cache disabled, cannot write to {where} ({type(exc).__name__})",
             TorchDLLWarning,
             stacklevel=3,
         )

@@ -1544,3 +1544,39 @@ def test_relocation_kinds_match_readelf(lib: str) -> None:
     for sym in facts.undefined:
         assert bool(sym.reloc & RELOC_EAGER) == (sym.name in eager), sym
         assert bool(sym.reloc & RELOC_PLT) == (sym.name in plt), sym
+
+
+# --------------------------------------------------------------------------------------------
+# The on-disk cache (namespace "elf" of torchdll._pecache)
+# --------------------------------------------------------------------------------------------
+
+
+def test_facts_cache_round_trip_and_invalidation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from torchdll import _pecache
+
+    src = "/lib/x86_64-linux-gnu/libstdc++.so.6"
+    if not os.path.exists(src):
+        unavailable(f"{src} missing (a Debian x86-64 layout)")
+    monkeypatch.setenv("TORCHDLL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("TORCHDLL_NO_CACHE", raising=False)
+    lib = tmp_path / "libstdc++.so.6"
+    shutil.copyfile(src, lib)
+    calls: List[str] = []
+    real = _elf._read
+    monkeypatch.setattr(_elf, "_read", lambda p, symbols: calls.append(p) or real(p, symbols))
+    first = read_elf_facts(lib)
+    again = read_elf_facts(lib)
+    assert calls == [str(lib)]  # the second read came from the cache
+    assert again == first and [u.reloc for u in again.undefined] == [u.reloc for u in first.undefined]
+    assert again.defined == first.defined and again.visible == first.visible
+    folder = _pecache.cache_dir("elf")
+    assert folder.name.startswith("elf-v") and len(list(folder.iterdir())) == 1
+    # a corrupt entry is a miss, never an error
+    next(folder.iterdir()).write_bytes(b"garbage")
+    assert read_elf_facts(lib) == first and len(calls) == 2
+    # a changed file is read again
+    os.utime(lib, ns=(first.mtime_ns + 10**9, first.mtime_ns + 10**9))
+    read_elf_facts(lib)
+    assert len(calls) == 3
+    read_elf_facts(lib, use_cache=False)
+    assert len(calls) == 4
