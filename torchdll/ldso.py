@@ -440,6 +440,8 @@ class LdSimulator:
         return "".join(out)
 
     def _dirs(self, entries: Sequence[str], origin: Optional[str]) -> List[str]:
+        if tuple(entries) == ("",):
+            return []  # decompose_rpath: an empty DT_RPATH/DT_RUNPATH string names no folder
         out: List[str] = []
         seen: Set[str] = set()
         for raw in entries:
@@ -755,6 +757,16 @@ class LdSimulator:
 
         global_scope = [o for o in objs if o.global_scope or o.main]
         scope = global_scope + [o for o in local if o not in global_scope]
+        # ElfFacts.defines() of any object in scope, as three unions (the test is a disjunction)
+        defined: Set[Tuple[str, Optional[str]]] = set()
+        unversioned: Set[str] = set()
+        binds_unversioned: Set[str] = set()
+        for o in scope:
+            of = self._try_facts(self._abs(o.path), symbols=True)
+            if of is not None and of.symbols_read:
+                defined |= of.defined
+                unversioned |= of.unversioned
+                binds_unversioned |= of.binds_unversioned
         for obj in self._relocation_order(root, new):
             facts = self._try_facts(self._abs(obj.path), symbols=True)
             if facts is None:
@@ -764,7 +776,11 @@ class LdSimulator:
             for sym in facts.undefined:
                 if sym.weak or not sym.reloc & mask:
                     continue
-                if not any(self._defines(o, sym.name, sym.version) for o in scope):
+                if sym.version is None:
+                    found = sym.name in binds_unversioned
+                else:
+                    found = (sym.name, sym.version) in defined or sym.name in unversioned
+                if not found:
                     text = f"{obj.path}: undefined symbol: {sym.name}"
                     if sym.version:
                         text += f", version {sym.version}"
@@ -778,12 +794,6 @@ class LdSimulator:
                     fail.missing_symbol = MissingSymbol(sym.name, sym.version, obj.path,  # type: ignore[attr-defined]
                                                         provider)
                     raise fail
-
-    def _defines(self, obj: _Obj, name: str, version: Optional[str]) -> bool:
-        facts = self._try_facts(self._abs(obj.path), symbols=True)
-        if facts is None:
-            return False
-        return facts.defines(name, version)
 
 
 # --------------------------------------------------------------------------------------------
