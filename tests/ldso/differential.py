@@ -406,6 +406,10 @@ def _errno_without_open(sc: Scenario, p: CallView, o: CallView, flags: str, cwd:
                 and p.error == o.error + ": No such file or directory")
 
 
+def _empty_path_string(sc: Scenario, p: CallView, o: CallView, flags: str, cwd: str) -> bool:
+    return any(lib.rpath == [""] or lib.runpath == [""] for lib in sc.libs.values())
+
+
 MODEL_BUGS: tuple[ModelBug, ...] = (
     ModelBug("lazy-dlopen-binds-address-relocations",
              "test_lazy_dlopen_still_binds_address_relocations", _lazy_refs),
@@ -415,6 +419,8 @@ MODEL_BUGS: tuple[ModelBug, ...] = (
              _relocation_order),
     ModelBug("errno-suffix-without-open", "test_cannot_open_without_errno_when_nothing_was_tried",
              _errno_without_open),
+    ModelBug("empty-dt-rpath-string", "test_an_empty_dt_rpath_or_runpath_string_is_ignored",
+             _empty_path_string),
 )
 
 

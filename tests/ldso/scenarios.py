@@ -471,6 +471,14 @@ def generate(index: int, seed: object, syslib: str | None = None) -> Scenario:
             else:
                 libs[u].rpath.insert(0, entry)
             features.add("lib-token" if token == "$LIB" else "platform-token")
+    for k in keys:  # a DT_RPATH/DT_RUNPATH that is the empty string (ld.so ignores it)
+        lib = libs[k]
+        if (lib.rpath or lib.runpath) and extra.random() < 0.04:
+            if lib.rpath:
+                lib.rpath = [""]
+            else:
+                lib.runpath = [""]
+            features.add("empty-path-string")
 
     _separate_labels(libs, files, llp)
 
@@ -506,6 +514,13 @@ def generate(index: int, seed: object, syslib: str | None = None) -> Scenario:
         else:
             target = f"{ROOT}/{placed[0].rel}"
         calls.append(Call(target, flags))
+    if extra.random() < 0.08:  # a system library the process has (libc) or not (libdl)
+        at = extra.randint(0, len(calls))
+        calls.insert(at, Call(extra.choice(["libc.so.6", "libdl.so.2"]),
+                              f"{_weighted(extra, FLAG_CHOICES)},{_weighted(extra, SCOPE_CHOICES)}"))
+        features.add("dlopen-system")
+        if len(calls) > 3:
+            calls.pop()
     if any("global" in c.flags for c in calls[:-1]):
         features.add("rtld-global-before")
     return Scenario(index, str(seed), f"s{index:04d}", libs, files, llp, "cwd", calls,

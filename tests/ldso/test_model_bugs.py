@@ -107,3 +107,27 @@ def test_platform_token_is_the_loaders_platform(adhoc: AdHoc) -> None:
     real = run.calls[0].new[1].real
     (res,) = adhoc.model(run, f"now {user}")
     assert [os.path.realpath(ld.path) for ld in res.loaded] == [str(user), real]
+
+
+def test_an_empty_dt_rpath_or_runpath_string_is_ignored(adhoc: AdHoc) -> None:
+    """A DT_RPATH/DT_RUNPATH whose whole value is "" searches nothing (``decompose_rpath``:
+    "Ignore empty rpaths"), while an empty *entry* in a longer list (``":"``, ``"x:"``) is the
+    working directory. An empty DT_RUNPATH still exists, though: it still turns off the
+    DT_RPATH of the loader chain."""
+    dep = adhoc.lib("wd/libcw.so", defines=["cw"])
+    for kind in ("rpath", "runpath"):
+        empty = adhoc.lib(f"{kind}-empty/libce.so", needed=[dep], **{kind: [""]})
+        colon = adhoc.lib(f"{kind}-colon/libce.so", needed=[dep], **{kind: ["", ""]})
+        run = adhoc.run(f"now {empty}", f"now {colon}", cwd="wd")
+        missing = "libcw.so: cannot open shared object file: No such file or directory"
+        assert [c.error for c in run.calls] == [missing, None]
+        results = adhoc.model(run, f"now {empty}", f"now {colon}")
+        assert [r.error for r in results] == [missing, None], kind
+    # the loader chain: outer (RPATH to lib/) -> inner (empty DT_RUNPATH) -> libcx.so in lib/
+    leaf = adhoc.lib("lib/libcx.so", defines=["cx"])
+    inner = adhoc.lib("in/libci.so", needed=[leaf], runpath=[""])
+    outer = adhoc.lib("out/libco.so", needed=[inner], rpath=["$ORIGIN/../in", "$ORIGIN/../lib"])
+    run = adhoc.run(f"now {outer}")
+    assert run.calls[0].error == "libcx.so: cannot open shared object file: No such file or directory"
+    (res,) = adhoc.model(run, f"now {outer}")
+    assert res.error == run.calls[0].error
