@@ -21,24 +21,26 @@ What is modelled (glibc 2.36, ``elf/dl-load.c`` ``_dl_map_object``, ``elf/dl-dep
 6. ``/etc/ld.so.cache`` (:mod:`torchdll.ldcache`), unless the requester has ``-z nodefaultlib``;
 7. the system directories (``ld.so --help``), unless ``-z nodefaultlib``.
 
-In every directory, the ``glibc-hwcaps/<level>`` subdirectories the CPU supports come first.
-A file of the wrong ELF class or machine is skipped and the search goes on. ``$ORIGIN``,
+In every directory, the ``glibc-hwcaps/<level>`` subdirectories the CPU supports come first,
+then (glibc < 2.37) the legacy hwcaps combinations (``tls/haswell/x86_64``...), in the order
+this machine's ld.so prints them. Folders found missing are never tried again (and a search
+that opened nothing reports no ``strerror``). A file of the wrong ELF class or machine is skipped and the search goes on. ``$ORIGIN``,
 ``$LIB`` and ``$PLATFORM`` are expanded; ``$ORIGIN`` of a library is the folder of the path it
 was found by (symbolic links are not resolved), of the main program its real folder. A file
 found by search that is already loaded under another name (same device and inode) is reused.
 
 After mapping, each new object's version needs (``Elf_Verneed``) are checked against the
 definitions (``Elf_Verdef``) of the object they name -- "version `GLIBCXX_3.4.30' not found" --
-then, for ``RTLD_NOW`` (what Python's ``ctypes`` and extension imports use), every non-weak
-undefined symbol is looked up in the global scope and then the local scope of the ``dlopen``
-("undefined symbol: X, version Y"), in relocation order (dependencies first). A failed
-``dlopen`` leaves the process as it was.
+then every non-weak undefined symbol a relocation looks up -- data and address relocations
+always, PLT ones only for ``RTLD_NOW`` (what Python's ``ctypes`` and extension imports use) --
+is searched in the global scope and then the local scope of the ``dlopen`` ("undefined symbol:
+X, version Y"), objects in glibc's relocation order (``_dl_sort_maps_dfs``), symbols in
+relocation order. A failed ``dlopen`` leaves the process as it was.
 
-Not modelled (documented in docs/loader-model-linux.md): legacy hwcaps subdirectories (removed
-in glibc 2.37), secure (setuid) mode, ``LD_AUDIT``, ``dlmopen`` namespaces, ``DT_FILTER``,
-symbol interposition beyond existence (which definition wins is not reported), TLS/IFUNC
-failures, copy relocations and lazy-binding failures that happen only when a function is
-first called.
+Not modelled (documented in docs/linux.md): secure (setuid) mode, ``LD_PRELOAD``,
+``LD_AUDIT``, ``dlmopen`` namespaces, ``DT_FILTER``, which of several definitions wins
+(interposition), TLS/IFUNC failures, and lazy-binding failures that happen only when a function
+is first called.
 """
 
 from __future__ import annotations
@@ -244,8 +246,9 @@ class PosixView:
 
 @dataclass(frozen=True)
 class LdLoad:
-    """One object mapped by a ``dlopen``: asked for as ``name`` by ``requester`` (``None`` for
-    the ``dlopen`` itself), found at ``path`` by ``rule``."""
+    """One object mapped by a ``dlopen``: asked for as ``name`` by ``requester`` (for the
+    ``dlopen`` target itself: the calling object, by default the main program), found at
+    ``path`` by ``rule``."""
 
     name: str
     path: str
@@ -448,8 +451,6 @@ class LdSimulator:
             d = self._expand(raw, origin)
             if d is None:
                 continue
-            if d == "":
-                d = "."
             if len(d) > 1:
                 d = d.rstrip("/") or "/"
             if d not in seen:  # fillin_rpath: a folder already in this list is not added again
@@ -481,7 +482,8 @@ class LdSimulator:
         for d in dirs:
             subs = [posixpath.join(d, s) for s in rel] + [d]
             for sub in subs:
-                path = sub + "/" + name if sub != "/" else "/" + name
+                # an empty entry is the current directory, and ld.so names the file just "name"
+                path = (sub + "/" + name if sub != "/" else "/" + name) if sub else name
                 if sub in self._dead:
                     continue  # ld.so knows this folder does not exist: nothing is opened
                 outcome = self._check_file(path)

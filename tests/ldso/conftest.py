@@ -45,6 +45,7 @@ DEFAULT_SCENARIOS = 200
 DEFAULT_SEEDS = (20240611, 7, 1337, 424242)
 
 _SUMMARY: list[differential.Summary] = []
+MARK = ".torchdll-ldso-trees"  # a folder the tier may empty
 
 
 def scenario_count() -> int:
@@ -128,9 +129,13 @@ def ldso_work(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     keep = os.environ.get("TORCHDLL_LDSO_KEEP")
     if keep:
         path = Path(keep)
-        if path.exists():
+        if path.exists() and any(path.iterdir()):
+            if not (path / MARK).exists():
+                raise pytest.UsageError(f"TORCHDLL_LDSO_KEEP={keep} is not empty and was not "
+                                        "made by this tier: refusing to empty it")
             shutil.rmtree(path)
-        path.mkdir(parents=True)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / MARK).write_text("trees of tests/ldso; emptied by every session\n")
         yield path.resolve()
         return
     base = elfbuild.cache_root().parent / "ldso-trees"

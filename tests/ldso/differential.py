@@ -427,14 +427,11 @@ MODEL_BUGS: tuple[ModelBug, ...] = (
 def classify(sc: Scenario, pred: Prediction, obs: Observation, cwd: str
              ) -> tuple[str, ...]:
     """The model-bug families of the first call where model and ld.so part."""
-    for i, o in enumerate(obs.calls):
-        p = pred.calls[i]
-        same = (p.ok == o.ok and (o.ok or normalize_error(p.error, cwd) ==
-                                  normalize_error(o.error, cwd)))
-        if same:
-            continue
-        return tuple(b.name for b in MODEL_BUGS if b.matches(sc, p, o, sc.calls[i].flags, cwd))
-    return ()
+    k = first_difference(pred, obs, cwd)
+    if k >= len(obs.calls):
+        return ()
+    return tuple(b.name for b in MODEL_BUGS
+                 if b.matches(sc, pred.calls[k], obs.calls[k], sc.calls[k].flags, cwd))
 
 
 # --------------------------------------------------------------------------------------------
