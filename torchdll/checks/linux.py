@@ -19,7 +19,7 @@ import os
 import posixpath
 import re
 import shlex
-from typing import Dict, Iterator, List, Optional, Set, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from ..ldso import DlopenResult, LdRule, split_search_path
 from ..linuxload import LinuxReplay, how_found, nvidia_lib_dirs
@@ -69,9 +69,10 @@ def intended_copies(lctx: "object") -> Dict[str, str]:
 
 
 def shadowing_entries(ld_library_path: Tuple[str, ...], intended: Dict[str, str],
-                      cwd: str = "/") -> List[Tuple[str, Tuple[str, ...]]]:
+                      cwd: str = "/", host: Callable[[str], str] = lambda p: p) -> List[Tuple[str, Tuple[str, ...]]]:
     """``(entry, names)`` for each ``LD_LIBRARY_PATH`` entry holding libraries named like one of
-    ``intended`` (and not being that folder itself). Reads folder listings only."""
+    ``intended`` (and not being that folder itself). Reads folder listings only; ``host`` maps
+    a path of the analysed machine to this one (:meth:`torchdll.ldso.PosixView.host`)."""
     out: List[Tuple[str, Tuple[str, ...]]] = []
     own = {posixpath.dirname(p) for p in intended.values()}
     for entry in ld_library_path:
@@ -79,7 +80,7 @@ def shadowing_entries(ld_library_path: Tuple[str, ...], intended: Dict[str, str]
         folder = folder if folder.startswith("/") else posixpath.join(cwd, folder)
         if posixpath.normpath(folder) in own:
             continue
-        hits = tuple(n for n in _lib_names(folder) if n in intended)
+        hits = tuple(n for n in _lib_names(host(folder)) if n in intended)
         if hits:
             out.append((entry, hits))
     return out
@@ -117,7 +118,7 @@ def check_ld_library_path(lctx: "object") -> Iterator[Finding]:
         base = posixpath.basename(name)
         if rule is LdRule.LD_LIBRARY_PATH and base in intended and path != intended[base]:
             bound.append((base, path, intended[base], requester))
-    static = shadowing_entries(ld.ld_library_path, intended, ld.cwd)
+    static = shadowing_entries(ld.ld_library_path, intended, ld.cwd, getattr(lctx, "view").host)
     if not bound and not static:
         return
     failing = replay.failing
@@ -199,7 +200,8 @@ def _missing_cuda(lctx: "object") -> Optional[Finding]:
         return None
     torch = replay.torch
     site = torch.site_packages
-    installed = {n.lower().split("-")[0].replace("_", "-") for n in _dir(site) if n.endswith(".dist-info")}
+    host = getattr(lctx, "view").host
+    installed = {n.lower().split("-")[0].replace("_", "-") for n in _dir(host(site)) if n.endswith(".dist-info")}
     reqs = [r for r in torch.nvidia_requirements if "linux" in r.lower() or ";" not in r]
     missing = [r for r in reqs if re.split(r"[\s<>=!~;\[(@]", r, maxsplit=1)[0].lower() not in installed]
     ev = [Evidence("missing", name), Evidence("needed by", requester or "torch's loader"),
@@ -285,11 +287,12 @@ def _better_libstdcxx(lctx: "object", version: str, bad: str) -> Optional[str]:
     cands.extend(posixpath.join(d, "libstdc++.so.6") for d in ld.system_dirs)
     from .._elf import read_elf_facts
 
+    host = getattr(lctx, "view").host
     for c in cands:
-        if c == bad or not os.path.isfile(c):
+        if c == bad or not os.path.isfile(host(c)):
             continue
         try:
-            if version in read_elf_facts(c, symbols=False).version_defs:
+            if version in read_elf_facts(host(c), symbols=False).version_defs:
                 return c
         except Exception:  # noqa: BLE001
             continue
