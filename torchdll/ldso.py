@@ -65,6 +65,7 @@ RTLD_GLOBAL = 0x100
 RTLD_LOCAL = 0x0
 DF_1_NODEFLIB = 0x800
 DF_1_NOW = 0x1
+DF_1_PIE = 0x08000000
 DF_BIND_NOW = 0x8
 
 _MACHINES = {3: "i386", 62: "x86-64", 183: "aarch64", 40: "arm", 243: "riscv", 21: "ppc64", 22: "s390"}
@@ -276,7 +277,8 @@ class MissingSymbol:
 @dataclass(frozen=True)
 class DlopenResult:
     """What one ``dlopen`` does. ``error`` is the predicted ``dlerror()`` text; ``kind`` one of
-    ``not-found``, ``invalid``, ``version``, ``symbol`` (``None`` on success). ``edges`` maps
+    ``not-found``, ``invalid``, ``version``, ``symbol``, ``abort`` (ld.so kills the process
+    instead of returning: glibc's ``check_match`` assertion), ``None`` on success. ``edges`` maps
     every (requester, needed name) pair seen to the object it bound to (new or already loaded).
     """
 
@@ -631,6 +633,8 @@ class LdSimulator:
         facts = self._try_facts(self._abs(path))
         if facts is None:
             raise _Fail(self._invalid_reason(path), "invalid", res)
+        if facts.flags_1 & DF_1_PIE:  # _dl_map_object_from_fd, without __RTLD_OPENEXEC
+            raise _Fail(f"{path}: cannot dynamically load position-independent executable", "invalid", res)
         obj = _Obj(path, facts.soname, [name], ident, False, loader=requester,
                    origin=posixpath.dirname(self._abs(path)), facts=facts)
         objs.append(obj)
@@ -782,6 +786,8 @@ class LdSimulator:
                     found = sym.name in binds_unversioned
                 else:
                     found = (sym.name, sym.version) in defined or sym.name in unversioned
+                    if sym.file:
+                        self._check_match_abort(sym.name, sym.version, sym.file, obj, scope)
                 if not found:
                     text = f"{obj.path}: undefined symbol: {sym.name}"
                     if sym.version:
@@ -796,6 +802,29 @@ class LdSimulator:
                     fail.missing_symbol = MissingSymbol(sym.name, sym.version, obj.path,  # type: ignore[attr-defined]
                                                         provider)
                     raise fail
+
+
+    def _check_match_abort(self, name: str, version: str, file: str, obj: _Obj, scope: List[_Obj]) -> None:
+        """A versioned reference whose lookup first reaches the very file its version need names,
+        when that file has no symbol versioning: glibc's ``check_match`` asserts and ld.so kills
+        the process (exit status 127) instead of returning an error."""
+        provider = self._find_needed(file, obj, scope)
+        pf = self._try_facts(self._abs(provider.path), symbols=True) if provider is not None else None
+        if pf is None or pf.has_versym or not ((name, None) in pf.defined or name in pf.visible):
+            return
+        for o in scope:
+            of = self._try_facts(self._abs(o.path), symbols=True)
+            if of is None or not of.symbols_read:
+                continue
+            if not of.has_versym:
+                if (name, None) in of.defined or name in of.visible:
+                    if o is provider:
+                        raise _Fail("Inconsistency detected by ld.so: dl-lookup.c: check_match: Assertion "
+                                    "`version->filename == NULL || ! _dl_name_match_p (version->filename, "
+                                    "map)' failed! (ld.so kills the process: exit status 127)", "abort")
+                    return
+            elif of.defines(name, version):
+                return
 
 
 # --------------------------------------------------------------------------------------------
