@@ -391,9 +391,8 @@ def elf_bytes(
     for _n, dv, _h in defs:
         if dv is not None and dv not in vdefs:
             vdefs.append(dv)
-    if base in vdefs:
-        raise ValueError(f"version {base!r} is the base version (the soname): it cannot be "
-                         "defined again")
+    # a node named like the base (the soname) is allowed: NVIDIA's CUDA libraries define
+    # ``libnvJitLink.so.12`` twice (VER_FLG_BASE, then the node their symbols carry)
     if any("@" in v for v in vdefs):
         raise ValueError("version names cannot contain '@'")
     def_index = {v: i for i, v in enumerate(vdefs, 2)}

@@ -106,6 +106,17 @@ def _cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
 
     fmt = "json" if args.json else ("markdown" if args.markdown else "text")
     lang = args.lang or language()
+    if args.demo == "linux":
+        from .demo_linux import build_linux_demo
+        from .linuxdiag import diagnose_linux
+
+        with tempfile.TemporaryDirectory(prefix="torchdll-doctor-demo-") as root:
+            report = diagnose_linux(build_linux_demo(root), source="offline",
+                                    platform="linux (demo: Debian 12 x86-64, a venv with torch 2.5.1+cu124)")
+            if fmt == "text":
+                out.write(text("cli.demo_header_linux", lang) + "\n\n")
+            write(report, fmt, out, lang=lang)
+        return 0
     if args.demo:
         from .demo import build_seed_demo
 
@@ -318,8 +329,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
 
     doc = sub.add_parser("doctor", help="predict what 'import torch' will do and why (default)")
-    doc.add_argument("--demo", action="store_true",
-                     help="diagnose a bundled broken Windows environment (works on any OS)")
+    doc.add_argument("--demo", nargs="?", const="windows", choices=("windows", "linux"), default=None,
+                     help="diagnose a bundled broken environment (works on any OS): 'windows' (the "
+                          "default: the seed case, WinError 1114) or 'linux' (a CUDA toolkit on "
+                          "LD_LIBRARY_PATH shadowing pip's libnvJitLink)")
     doc.add_argument("--snapshot", metavar="FILE", help="analyse a snapshot from another machine")
     doc.add_argument("--root", metavar="DIR", help="folder mirroring the snapshot machine's drives")
     doc.add_argument("--lang", choices=("en", "ko"), default=None,

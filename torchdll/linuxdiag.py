@@ -80,8 +80,9 @@ def linux_context(*, environ: Optional[Mapping[str, str]] = None, sys_path: Opti
 
 
 def diagnose_linux(lctx: Optional[LinuxCheckContext] = None, *, checks: Optional[Sequence[Tuple[str, str]]] = None,
-                   source: str = "live") -> Report:
-    """The Linux (and macOS) report for ``lctx`` (default: this process)."""
+                   source: str = "live", platform: Optional[str] = None) -> Report:
+    """The Linux (and macOS) report for ``lctx`` (default: this process). ``source`` and
+    ``platform`` label the report (``"demo"``, a description of the analysed machine)."""
     from . import __version__
     from .checks import run_checks
     from .checks.linux import LINUX_CHECKS
@@ -102,9 +103,10 @@ def diagnose_linux(lctx: Optional[LinuxCheckContext] = None, *, checks: Optional
     if lctx.platform == "darwin":
         notes.append("macOS: torchdll checks the DYLD_* variables; the load itself is not replayed "
                      "(dyld's shared cache is not on disk)")
-    elif lctx.ld.cache is None:
+    elif lctx.ld.cache is None and lctx.ld.root is None:
         notes.append("/etc/ld.so.cache could not be read: cache lookups are not modelled")
     predictions = tuple(r.prediction for r in lctx.replays)
     python = f"{_platform.python_version()} ({8 * __import__('struct').calcsize('P')}-bit) {sys.executable}"
-    return Report(predictions, tuple(findings), f"{sys.platform} {_platform.release()} {_platform.machine()}",
+    where = platform or f"{sys.platform} {_platform.release()} {_platform.machine()}"
+    return Report(predictions, tuple(findings), where,
                   python, source, __version__, tuple(notes)).ranked()

@@ -813,8 +813,7 @@ def test_round_trip_property(spec: dict[str, Any], tmp_path: Path) -> None:
     {"needed": ["liba.so"], "version_needs": {"liba.so": []}},
     {"needed": ["liba.so"], "version_needs": {"liba.so": ["V", "V"]}},
     {"needed": ["liba.so"], "version_needs": {"liba.so": ["V@W"]}},
-    {"version_defs": ["V", "V"]}, {"version_defs": ["libs.so"], "soname": "libs.so"},
-    {"version_defs": ["a.so"]}, {"version_defs": [""]}, {"version_defs": ["V@W"]},
+    {"version_defs": ["V", "V"]}, {"version_defs": [""]}, {"version_defs": ["V@W"]},
     {"elf_class": 16}, {"machine": -1}, {"machine": 0x10000}, {"flags_1": -1},
     {"flags_1": 1 << 32}, {"hash_style": "none"}, {"uses": ["x"], "machine": 8},
     {"exec_": True, "machine": 8}, {"interp": ""}, {"soname": ""}, {"needed": [""]},
@@ -841,3 +840,18 @@ def test_build_elf_creates_parents_and_returns_the_path(tmp_path: Path) -> None:
     target = tmp_path / "x" / "y" / "libz.so"
     assert build_elf(str(target), defines=["z"]) == target
     assert target.read_bytes()[:4] == b"\x7fELF"
+
+
+def test_a_version_node_named_like_the_soname_as_nvidia_ships_it(tmp_path: Path, real_loader: None) -> None:
+    """NVIDIA's CUDA libraries define ``libnvJitLink.so.12`` twice: the VER_FLG_BASE entry and
+    the node their symbols carry (``__nvJitLinkComplete_12_4@@libnvJitLink.so.12``). Written
+    that way, the real loader binds a reference to it, and so does the model."""
+    build_elf(tmp_path / "dep" / "libnv.so.12", soname="libnv.so.12", version_defs=["libnv.so.12"],
+              defines=["f@@libnv.so.12"])
+    user = build_elf(tmp_path / "lib" / "libuser.so", needed=["libnv.so.12"],
+                     runpath="$ORIGIN/../dep", uses=["f@libnv.so.12"])
+    facts = read_elf_facts(tmp_path / "dep" / "libnv.so.12")
+    assert facts.version_base == "libnv.so.12" and facts.version_defs == ("libnv.so.12",)
+    proc = run_child(user, NOW, child_env())
+    assert proc.returncode == 0, proc.stderr
+    assert predict(user, NOW, child_env()).ok
