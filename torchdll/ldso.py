@@ -37,7 +37,10 @@ is searched in the global scope and then the local scope of the ``dlopen`` ("und
 X, version Y"), objects in glibc's relocation order (``_dl_sort_maps_dfs``), symbols in
 relocation order. A failed ``dlopen`` leaves the process as it was.
 
-Not modelled (documented in docs/linux.md): secure (setuid) mode, ``LD_PRELOAD``,
+``LD_PRELOAD`` and ``/etc/ld.so.preload`` are mapped at start, before the main program's
+dependencies, into the global scope.
+
+Not modelled (documented in docs/linux.md): secure (setuid) mode,
 ``LD_AUDIT``, ``dlmopen`` namespaces, ``DT_FILTER``, which of several definitions wins
 (interposition), TLS/IFUNC failures, and lazy-binding failures that happen only when a function
 is first called.
@@ -57,6 +60,7 @@ __all__ = [
     "LdContext", "LdRule", "LdSkip", "LdCandidate", "LdResolution", "LoadedObject", "LdLoad",
     "DlopenResult", "LdSimulator", "PosixView", "live_context", "split_search_path",
     "RTLD_LAZY", "RTLD_NOW", "RTLD_GLOBAL", "RTLD_LOCAL", "DF_1_NODEFLIB", "machine_label",
+    "preload_entries",
 ]
 
 RTLD_LAZY = 0x1
@@ -162,6 +166,8 @@ class LdContext:
     #: (glibc-hwcaps levels, then glibc < 2.37's legacy hwcaps combinations such as
     #: ``tls/haswell/x86_64``); empty: ``glibc-hwcaps/<hwcaps_subdirs>`` only
     search_subdirs: Tuple[str, ...] = ()
+    #: ``LD_PRELOAD`` entries, then those of ``/etc/ld.so.preload``: mapped at start, global
+    preload: Tuple[str, ...] = ()
 
 
 def split_search_path(value: Optional[str], separators: str = ":;") -> Tuple[str, ...]:
@@ -332,6 +338,7 @@ class LdSimulator:
         self._objs: List[_Obj] = []
         self._main: Optional[_Obj] = None
         self._dead: Set[str] = set()  # folders ld.so found missing (it never tries them again)
+        self.preloaded: Set[str] = set()  # paths mapped from LD_PRELOAD / /etc/ld.so.preload
         self._attempted = False
         if ctx.executable:
             self._main = _Obj(ctx.executable, None, [], self.view.identity(ctx.executable), True,
@@ -360,6 +367,15 @@ class LdSimulator:
         assert main is not None
         if main.facts is None:
             return
+        for name in self.ctx.preload:  # rtld.c do_preload: before the main program's needs
+            hit = self._match_loaded(name, self._objs)
+            if hit is None:
+                try:
+                    hit, _, _ = self._map(name, main, self._objs, [], [])
+                except _Fail:
+                    continue  # "cannot be preloaded ...: ignored"
+            hit.global_scope = True
+            self.preloaded.add(hit.path)
         queue = [main]
         seen = {id(main)}
         searched: Set[str] = set()
@@ -890,16 +906,35 @@ def live_context(environ: Optional[Mapping[str, str]] = None, *, executable: Opt
     paths = list(loaded) if loaded is not None else [p for p in _mapped_objects() if p != exe]
     objs = _loaded_objects(exe, paths)
     dst_lib, dst_platform = _dst_values(getattr(sysinfo, "interpreter", None))
+    preload = preload_entries(environ.get("LD_PRELOAD"), _read_text("/etc/ld.so.preload"))
     subdirs = _probe_subdirs(getattr(sysinfo, "interpreter", None))
     return LdContext(
         ld_library_path=split_search_path(environ.get("LD_LIBRARY_PATH")),
         system_dirs=tuple(getattr(sysinfo, "system_dirs", ("/lib", "/usr/lib"))),
         hwcaps_subdirs=tuple(getattr(sysinfo, "hwcaps_subdirs", ())),
         cache=cache, elf_class=elf_class, machine=machine, executable=exe, loaded=objs,
-        cwd=cwd or os.getcwd(), environ_note=note, search_subdirs=subdirs,
+        cwd=cwd or os.getcwd(), environ_note=note, search_subdirs=subdirs, preload=preload,
         lib=dst_lib or _dst_lib(machine),
         platform=dst_platform or ("x86_64" if machine == 62 else machine_label(machine)),
     )
+
+
+def preload_entries(ld_preload: Optional[str], etc_preload: Optional[str] = None) -> Tuple[str, ...]:
+    """The objects ld.so preloads: ``LD_PRELOAD`` (split on spaces and colons), then
+    ``/etc/ld.so.preload`` (whitespace-separated), empty entries dropped."""
+    import re
+
+    out = [e for e in re.split(r"[ :\t]", ld_preload or "") if e]
+    out += [e for e in (etc_preload or "").split() if e]
+    return tuple(out)
+
+
+def _read_text(path: str) -> Optional[str]:
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            return fh.read(1 << 16)
+    except OSError:
+        return None
 
 
 def _dst_values(interpreter: Optional[str]) -> Tuple[Optional[str], Optional[str]]:

@@ -152,7 +152,40 @@ def plan_loader_env(environ: Optional[Mapping[str, str]] = None, *, sys_path: Op
             env[var] = ":".join(keep)
         else:
             del env[var]
+    if plat != "darwin" and env.get("LD_PRELOAD"):
+        _plan_preload(env, torch.lib_dir, lib_names, intended, removed)
     return EnvPlan(env, tuple(removed), (), torch.torch_dir, bool(removed))
+
+
+def _plan_preload(env: Dict[str, str], lib_dir: str, lib_names: List[str], intended: Mapping[str, str],
+                  removed: List[Removal]) -> None:
+    """``LD_PRELOAD`` entries (split on spaces and colons) that are another copy of one of
+    torch's libraries, or a ``libstdc++.so.6`` too old for torch's libraries."""
+    import re
+
+    entries = [e for e in re.split(r"[ :]", env["LD_PRELOAD"]) if e]
+    needs: Optional[Tuple[str, ...]] = None
+    keep: List[str] = []
+    for e in entries:
+        base = posixpath.basename(e)
+        reason = None
+        if base in intended and e != intended[base]:
+            reason = f"another copy of torch's {base}, loaded before torch's own"
+        elif base.startswith("libstdc++.so") and os.path.isfile(e):
+            if needs is None:
+                needs = _needed_glibcxx(lib_dir, lib_names)
+            missing = _lacks(e, needs)
+            if missing:
+                reason = f"a libstdc++ without {missing}, which torch's libraries need"
+        if reason:
+            removed.append(Removal("LD_PRELOAD", e, reason))
+        else:
+            keep.append(e)
+    if len(keep) != len(entries):
+        if keep:
+            env["LD_PRELOAD"] = " ".join(keep)
+        else:
+            del env["LD_PRELOAD"]
 
 
 def _plan_windows(env: Dict[str, str], path: Sequence[str]) -> EnvPlan:

@@ -240,3 +240,27 @@ def test_guard_warns_then_explains_the_real_failure(tmp_path: Path) -> None:
     assert any("torchdll run" in step for step in res["fix"])
     assert any("torchdll run" in w and str(other) in w for w in res["warnings"])
     assert "undefined symbol" in res["original"]
+
+
+def test_cause39_old_libstdcxx_through_ld_preload(tmp_path: Path) -> None:
+    """The same old libstdc++ in LD_PRELOAD: mapped at start, before anything asks for it; the
+    model must give the real message, say how it got there, and torchdll run must drop it."""
+    site = _real_site()
+    old = tmp_path / "oldgcc" / "lib"
+    nodes = {f"GLIBCXX_3.4.{n}" if n else "GLIBCXX_3.4": [] for n in range(0, 20)}
+    preload = elfbuild.build_lib(old, "libstdc++.so.6", soname="libstdc++.so.6", defines=["old_stdcxx_marker"],
+                                 version_script=nodes, marker="old-stdcxx-preload")
+    env = {"LD_PRELOAD": str(preload)}
+    real_error, _ = import_in_child(site, None, extra_env=env)
+    assert real_error is not None and "libstdc++.so.6: version `" in real_error and "not found" in real_error
+    facts = probe_child(site, None)
+    lctx = linux_context(environ=env, current_environ=env, sys_path=list(facts["sys_path"]),  # type: ignore[arg-type]
+                         executable=str(facts["exe"]),
+                         loaded=[p for p in facts["maps"] if p != facts["exe"]],  # type: ignore[union-attr]
+                         soabi=__import__("sysconfig").get_config_var("SOABI"))
+    assert lctx.primary is not None and lctx.primary.error == real_error
+    top = diagnose_linux(lctx).findings[0]
+    assert top.id == "linux-glibcxx-too-old"
+    assert any(e.label == "how" and e.value == "preload" for e in top.evidence)
+    fixed, _ = import_in_child(site, None, command=_run_prefix(), extra_env=env)
+    assert fixed is None

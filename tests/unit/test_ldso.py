@@ -174,3 +174,22 @@ def test_dlopen_by_path_of_missing_and_invalid_files(tree: Tree) -> None:
 
 def test_ld_library_path_splits_like_ld_so() -> None:
     assert split_search_path("/a;/b::/c") == ("/a", "/b", "", "/c")
+
+
+def test_ld_preload_is_mapped_first_and_global(tree: Tree) -> None:
+    tree.lib("/opt/old/libq.so.1", soname="libq.so.1", version_defs=["Q1"], defines=["q@@Q1"])
+    tree.lib(f"{SYS[0]}/libq.so.1", soname="libq.so.1", version_defs=["Q1", "Q2"], defines=["q@@Q2"])
+    user = tree.lib("/app/libuser.so", needed=["libq.so.1"], version_needs={"libq.so.1": ["Q2"]})
+    assert LdSimulator(tree.ctx()).dlopen(user).ok
+    sim = LdSimulator(tree.ctx(preload=("/opt/old/libq.so.1", "libnotthere.so")))
+    assert sim.preloaded == {"/opt/old/libq.so.1"}  # a preload that is not found is ignored
+    res = sim.dlopen(user)
+    assert res.error == "/opt/old/libq.so.1: version `Q2' not found (required by /app/libuser.so)"
+
+
+def test_preload_entries_split_like_ld_so() -> None:
+    from torchdll.ldso import preload_entries
+
+    assert preload_entries("/a/x.so libb.so:/c/y.so  ", "/etc/one.so\n/etc/two.so\n") == (
+        "/a/x.so", "libb.so", "/c/y.so", "/etc/one.so", "/etc/two.so")
+    assert preload_entries(None) == ()

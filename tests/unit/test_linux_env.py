@@ -240,3 +240,12 @@ def test_guard_on_macos_warns_about_dyld_library_path(tmp_path: Path) -> None:
             pass
     (finding,) = guard.findings
     assert finding.id == "macos-dyld-variables" and "libomp.dylib" in finding.title
+
+
+def test_plan_drops_ld_preload_copies_of_torch_libraries(tmp_path: Path) -> None:
+    site = _site(tmp_path, ["libc10.so"])
+    other = _dir(tmp_path, "other", ["libc10.so"])
+    env = {"LD_PRELOAD": f"{other}/libc10.so /usr/lib/libjemalloc.so.2"}
+    plan = plan_loader_env(env, sys_path=[str(site)], platform="linux")
+    assert [(r.variable, r.entry) for r in plan.removed] == [("LD_PRELOAD", f"{other}/libc10.so")]
+    assert plan.environ["LD_PRELOAD"] == "/usr/lib/libjemalloc.so.2"

@@ -244,6 +244,8 @@ def _libstdcxx(lctx: "object") -> Optional[Finding]:
     rules = how_found(list(replay.steps))
     rule = rules.get(mv.provider)
     sim = replay.simulator
+    if rule is None and mv.provider in sim.preloaded:
+        rule = LdRule.PRELOAD
     facts = sim._try_facts(mv.provider)
     family = mv.version.split("_")[0] + "_"
     has = sorted((v for v in (facts.version_defs if facts else ()) if v.startswith(family)), key=_vkey)
@@ -260,6 +262,10 @@ def _libstdcxx(lctx: "object") -> Optional[Finding]:
         entry = posixpath.dirname(mv.provider)
         fix.extend(_run_fix([e for e in ld.ld_library_path if posixpath.normpath(e or ".") == entry] or [entry],
                             ld.ld_library_path))
+    elif rule is LdRule.PRELOAD:
+        fix.append(f"Remove {mv.provider} from LD_PRELOAD (or /etc/ld.so.preload): it is loaded "
+                   "before anything else, for every program")
+        fix.append("python -m torchdll run -- python main.py   (starts the command without it)")
     elif rule is LdRule.RPATH:
         fix.append(f"The interpreter's RPATH points at {posixpath.dirname(mv.provider)} (a conda "
                    "environment?): conda install -c conda-forge 'libstdcxx-ng>=12'")
