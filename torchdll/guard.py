@@ -678,7 +678,7 @@ class safe_import_torch:  # noqa: N801 - used like a function: with safe_import_
                     "when this process started, so changing os.environ now does nothing. Start the "
                     "program without those entries."),
             evidence=tuple(Evidence(f"shadowing entry ({v})", f"{e}: {', '.join(n)}") for v, e, n in hits),
-            fix=("python -m torchdll run -- python " + " ".join(sys.argv[:1] or ["main.py"]),
+            fix=(_restart_command(),
                  f"or remove the entries from {hits[0][0]} before starting Python"),
             explains=self.module.split(".")[0])
         warnings.warn(PrecheckWarning(finding.title + " -- start with: python -m torchdll run -- python ..."),
@@ -870,6 +870,17 @@ class safe_import_torch:  # noqa: N801 - used like a function: with safe_import_
         return cls(summary, winerror=getattr(exc, "winerror", None), errno=errno, module=self.module,
                    dll=info.dll, culprit=info.culprit, importer=info.importer, causes=causes,
                    fix=_fix(causes), report=report, original=_describe(exc), notes=notes)
+
+
+def _restart_command() -> str:
+    """How to start this program again through ``torchdll run`` (its own script and arguments
+    when it was started as ``python script.py ...``)."""
+    import shlex
+
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(".py"):
+        return "python -m torchdll run -- python " + " ".join(shlex.quote(a) for a in argv)
+    return "python -m torchdll run -- python main.py"
 
 
 def import_torch(**options: Any) -> ModuleType:
