@@ -20,9 +20,9 @@ def unavailable(reason: str) -> NoReturn:
     """Skip the test (developer machine) or fail it (CI) because a tier prerequisite is missing.
 
     The tiers gated here (mingw-w64, Wine and its PE DLLs, wheels unpacked into mirrored trees)
-    are Linux-side tools: on Windows they never exist, so there they always skip, even in CI
-    (the Windows workflow checks the same facts against the real loader instead)."""
-    if IN_CI and sys.platform != "win32":
+    are Linux-side tools: on Windows and macOS they never exist, so there they always skip, even
+    in CI (the Windows workflow checks the same facts against the real loader instead)."""
+    if IN_CI and sys.platform.startswith("linux"):
         pytest.fail(f"tier prerequisite missing in CI: {reason}", pytrace=False)
     pytest.skip(reason)
 
