@@ -889,7 +889,12 @@ def live_context(environ: Optional[Mapping[str, str]] = None, *, executable: Opt
                     "it started with")
     else:
         note = None
-    sysinfo = system if system is not None else ldcache.system_search()
+    sysinfo = system
+    if sysinfo is None:
+        try:
+            sysinfo = ldcache.system_search()
+        except (ValueError, OSError):  # a machine ldcache has no table for: the generic layout
+            sysinfo = ldcache.SystemSearch("", ("/lib", "/usr/lib"), (), (), "fallback")
     if cache == "auto":
         try:
             cache = ldcache.read_ld_so_cache()

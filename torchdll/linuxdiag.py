@@ -88,7 +88,14 @@ def diagnose_linux(lctx: Optional[LinuxCheckContext] = None, *, checks: Optional
     from .checks.linux import LINUX_CHECKS
 
     if lctx is None:
-        lctx = linux_context()
+        try:
+            lctx = linux_context()
+        except Exception as exc:  # noqa: BLE001 - diagnose() answers, it does not raise
+            return Report(platform=platform or f"{sys.platform} {_platform.release()} {_platform.machine()}",
+                          python=f"{_platform.python_version()} {sys.executable}", source=source,
+                          torchdll_version=__version__,
+                          notes=(f"torchdll could not model this machine's dynamic loader "
+                                 f"({type(exc).__name__}: {exc}); please report it",))
     findings = run_checks(lctx, checks if checks is not None else LINUX_CHECKS)  # type: ignore[arg-type]
     notes: List[str] = []
     if not lctx.torches:

@@ -249,3 +249,23 @@ def test_plan_drops_ld_preload_copies_of_torch_libraries(tmp_path: Path) -> None
     plan = plan_loader_env(env, sys_path=[str(site)], platform="linux")
     assert [(r.variable, r.entry) for r in plan.removed] == [("LD_PRELOAD", f"{other}/libc10.so")]
     assert plan.environ["LD_PRELOAD"] == "/usr/lib/libjemalloc.so.2"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the live ld.so context exists on Linux")
+def test_diagnose_never_raises_on_a_machine_it_cannot_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchdll.ldcache as ldcache
+    import torchdll.linuxdiag as linuxdiag
+    from torchdll.ldso import live_context
+
+    def unknown(*_a: object, **_k: object) -> object:
+        raise ValueError("no table for this machine")
+
+    monkeypatch.setattr(ldcache, "system_search", unknown)
+    assert live_context(loaded=[]).system_dirs == ("/lib", "/usr/lib")  # the generic layout
+
+    def broken(**_k: object) -> object:
+        raise RuntimeError("unreadable /proc")
+
+    monkeypatch.setattr(linuxdiag, "linux_context", broken)
+    report = linuxdiag.diagnose_linux()
+    assert report.predictions == () and "could not model" in report.notes[0] and "unreadable /proc" in report.notes[0]
