@@ -314,19 +314,6 @@ class ElfFacts:
 # --------------------------------------------------------------------------------------------
 
 
-_os_reason = os_reason
-
-
-class _OpenFile(OpenFile):
-    __slots__ = ()
-
-    def __init__(self, path: str) -> None:
-        super().__init__(path, "ELF")
-
-
-_read_at = read_at
-
-
 def _not_elf_reason(head: bytes) -> str:
     """glibc's "invalid ELF header", with a hint at what the file is when that is cheap."""
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
@@ -487,12 +474,12 @@ def read_elf_header(path: StrPath) -> ElfHeader:
     such files, and so should the caller.
     """
     p = os.fspath(path)
-    f = _OpenFile(p)
+    f = OpenFile(p, "ELF")
     try:
         try:
-            head = _read_at(f.fd, 0, 64)
+            head = read_at(f.fd, 0, 64)
         except OSError as exc:
-            raise _invalid(p, _os_reason(exc)) from None
+            raise _invalid(p, os_reason(exc)) from None
     finally:
         f.close()
     return _parse_header(p, head, f.size, f.mtime_ns).head
@@ -502,11 +489,11 @@ def is_elf(path: StrPath) -> bool:
     """Whether ``path`` is a regular file that starts with the ELF magic. Never raises."""
     try:
         p = os.fspath(path)
-        f = _OpenFile(p)
+        f = OpenFile(p, "ELF")
     except (InvalidImageError, TypeError, ValueError):
         return False
     try:
-        return _read_at(f.fd, 0, 4) == _MAGIC
+        return read_at(f.fd, 0, 4) == _MAGIC
     except OSError:
         return False
     finally:
@@ -1310,17 +1297,17 @@ def read_elf_facts(path: StrPath, *, symbols: bool = True, use_cache: Optional[b
 
 
 def _read(p: str, symbols: bool) -> ElfFacts:
-    f = _OpenFile(p)
+    f = OpenFile(p, "ELF")
     try:
         try:
-            head = _read_at(f.fd, 0, 64)
+            head = read_at(f.fd, 0, 64)
         except OSError as exc:
-            raise _invalid(p, _os_reason(exc)) from None
+            raise _invalid(p, os_reason(exc)) from None
         _parse_header(p, head, f.size, f.mtime_ns)  # fails early (and for empty files)
         try:
             mm = mmap.mmap(f.fd, 0, access=mmap.ACCESS_READ)
         except (OSError, ValueError) as exc:
-            reason = _os_reason(exc) if isinstance(exc, OSError) else "cannot map the file"
+            reason = os_reason(exc) if isinstance(exc, OSError) else "cannot map the file"
             raise _invalid(p, reason) from None
         try:
             return _parse_buffer(p, mm, f.size, f.mtime_ns, symbols)

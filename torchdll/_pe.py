@@ -110,19 +110,6 @@ _KNOWN_MACHINES = {int(m): m for m in Machine}
 # --------------------------------------------------------------------------------------------
 
 
-_os_reason = os_reason
-
-
-class _OpenFile(OpenFile):
-    __slots__ = ()
-
-    def __init__(self, path: str) -> None:
-        super().__init__(path, "PE")
-
-
-_read_at = read_at
-
-
 def _not_mz_reason(head: bytes) -> str:
     """Why a file that does not start with ``MZ`` is not a PE image, as specific as cheap."""
     if not head:
@@ -168,10 +155,10 @@ def read_machine(path: StrPath) -> Machine:
     for files that cannot be opened.
     """
     p = os.fspath(path)
-    f = _OpenFile(p)
+    f = OpenFile(p, "PE")
     try:
         try:
-            head = _read_at(f.fd, 0, HEAD_READ)
+            head = read_at(f.fd, 0, HEAD_READ)
             if head[:2] != b"MZ":
                 raise InvalidImageError(p, _not_mz_reason(head))
             if len(head) < 64:
@@ -181,9 +168,9 @@ def read_machine(path: StrPath) -> Machine:
                 raise InvalidImageError(p, f"e_lfanew 0x{e_lfanew:x} points outside the file")
             nt = head[e_lfanew : e_lfanew + 26]
             if len(nt) < 26:
-                nt = _read_at(f.fd, e_lfanew, 26)
+                nt = read_at(f.fd, e_lfanew, 26)
         except OSError as exc:
-            raise InvalidImageError(p, _os_reason(exc)) from None
+            raise InvalidImageError(p, os_reason(exc)) from None
     finally:
         f.close()
     if len(nt) < 26:
@@ -1107,14 +1094,14 @@ def facts_from_payload(path: str, size: int, mtime_ns: int, payload: Payload) ->
 
 def parse_file(path: str) -> Tuple[Payload, int, int]:
     """Parse ``path`` without any cache: ``(payload, size, mtime_ns)``."""
-    f = _OpenFile(path)
+    f = OpenFile(path, "PE")
     try:
         if f.size == 0:
             raise InvalidImageError(path, "empty file")
         try:
             mm = mmap.mmap(f.fd, 0, access=mmap.ACCESS_READ)
         except (OSError, ValueError) as exc:
-            reason = _os_reason(exc) if isinstance(exc, OSError) else "cannot map the file"
+            reason = os_reason(exc) if isinstance(exc, OSError) else "cannot map the file"
             raise InvalidImageError(path, reason) from None
         try:
             payload = parse_buffer(path, mm, f.size)
