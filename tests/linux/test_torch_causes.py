@@ -15,9 +15,9 @@ from typing import List, Optional
 import pytest
 
 from tests.support import elfbuild
-from tests.support.linuxtorch import build_fake_torch, import_in_child, probe_child
+from tests.support.linuxtorch import build_fake_torch, import_in_child, model_context
 from tests.support.tiers import unavailable
-from torchdll.linuxdiag import LinuxCheckContext, diagnose_linux, linux_context
+from torchdll.linuxdiag import LinuxCheckContext, diagnose_linux
 from torchdll.report import Severity
 
 pytestmark = [pytest.mark.linux]
@@ -33,13 +33,7 @@ def _gcc() -> None:
 
 
 def _model(site: Path, llp: Optional[str]) -> LinuxCheckContext:
-    """The context of the child the test runs: its sys.path, its executable, the objects it
-    has mapped before ``import torch``, and the LD_LIBRARY_PATH it starts with."""
-    facts = probe_child(site, llp)
-    environ = {"LD_LIBRARY_PATH": llp} if llp is not None else {}
-    return linux_context(environ=environ, current_environ=environ, sys_path=list(facts["sys_path"]),  # type: ignore[arg-type]
-                         executable=str(facts["exe"]), loaded=[p for p in facts["maps"] if p != facts["exe"]],  # type: ignore[union-attr]
-                         soabi=__import__("sysconfig").get_config_var("SOABI"))
+    return model_context(site, llp)  # type: ignore[no-any-return]
 
 
 def _run_prefix() -> List[str]:
@@ -253,11 +247,7 @@ def test_cause39_old_libstdcxx_through_ld_preload(tmp_path: Path) -> None:
     env = {"LD_PRELOAD": str(preload)}
     real_error, _ = import_in_child(site, None, extra_env=env)
     assert real_error is not None and "libstdc++.so.6: version `" in real_error and "not found" in real_error
-    facts = probe_child(site, None)
-    lctx = linux_context(environ=env, current_environ=env, sys_path=list(facts["sys_path"]),  # type: ignore[arg-type]
-                         executable=str(facts["exe"]),
-                         loaded=[p for p in facts["maps"] if p != facts["exe"]],  # type: ignore[union-attr]
-                         soabi=__import__("sysconfig").get_config_var("SOABI"))
+    lctx = model_context(site, None, env)
     assert lctx.primary is not None and lctx.primary.error == real_error
     top = diagnose_linux(lctx).findings[0]
     assert top.id == "linux-glibcxx-too-old"

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import sysconfig
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from tests.support import elfbuild
 from tests.support.tiers import unavailable
@@ -180,6 +180,20 @@ def probe_child(site: Path, ld_library_path: Optional[str]) -> Dict[str, object]
                           env=child_env(ld_library_path), timeout=120)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def model_context(site: Path, ld_library_path: Optional[str], extra_env: Optional[Dict[str, str]] = None) -> Any:
+    """The model's context of the child :func:`import_in_child` runs: its sys.path, its
+    executable, the objects it has mapped before ``import torch``, and the environment
+    (``LD_LIBRARY_PATH``, ``LD_PRELOAD``...) it starts with."""
+    from torchdll.linuxdiag import linux_context
+
+    facts = probe_child(site, ld_library_path)
+    environ: Dict[str, str] = {"LD_LIBRARY_PATH": ld_library_path} if ld_library_path is not None else {}
+    environ.update(extra_env or {})
+    maps = [str(p) for p in facts["maps"] if p != facts["exe"]]  # type: ignore[union-attr]
+    return linux_context(environ=environ, current_environ=environ, sys_path=list(facts["sys_path"]),  # type: ignore[call-overload]
+                         executable=str(facts["exe"]), loaded=maps, soabi=sysconfig.get_config_var("SOABI"))
 
 
 def import_in_child(site: Path, ld_library_path: Optional[str], command: Optional[List[str]] = None,

@@ -25,12 +25,12 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional, cast
+from typing import Optional
 
 import pytest
 
 from tests.support import elfbuild
-from tests.support.linuxtorch import build_fake_torch, import_in_child, probe_child
+from tests.support.linuxtorch import build_fake_torch, import_in_child, model_context
 from tests.support.tiers import require_executable, unavailable
 from tests.support.wheelcache import WheelUnavailable, extract, link_file, wheel
 
@@ -45,7 +45,7 @@ if _platform.machine() not in ("x86_64", "AMD64"):  # pragma: no cover
     pytest.skip("the NVIDIA wheels used here are x86-64 binaries", allow_module_level=True)
 
 from torchdll._elf import read_elf_facts
-from torchdll.linuxdiag import LinuxCheckContext, diagnose_linux, linux_context
+from torchdll.linuxdiag import LinuxCheckContext, diagnose_linux
 from torchdll.report import Severity
 
 PACKAGE = "nvidia-nvjitlink-cu12"
@@ -186,16 +186,7 @@ def tree(real_libs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -
 
 
 def _model(site: Path, llp: str | None) -> LinuxCheckContext:
-    """The context of the child the test runs (as tests/linux/test_torch_causes.py builds it)."""
-    import sysconfig
-
-    facts = probe_child(site, llp)
-    exe = str(facts["exe"])
-    environ = {"LD_LIBRARY_PATH": llp} if llp is not None else {}
-    return linux_context(environ=environ, current_environ=environ,
-                         sys_path=list(cast("list[str]", facts["sys_path"])), executable=exe,
-                         loaded=[p for p in cast("list[str]", facts["maps"]) if p != exe],
-                         soabi=sysconfig.get_config_var("SOABI"))
+    return model_context(site, llp)  # type: ignore[no-any-return]
 
 
 def _toolkit(tree: Path) -> str:
