@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .ldso import LdContext, PosixView, live_context
-from .linuxload import LinuxReplay, LinuxTorch, find_linux_torch, replay_linux_torch
+from .linuxload import (
+    CompanionReplay,
+    LinuxReplay,
+    LinuxTorch,
+    find_linux_companions,
+    find_linux_torch,
+    replay_linux_companions,
+    replay_linux_torch,
+)
 from .report import Report
 
 __all__ = ["LinuxCheckContext", "linux_context", "diagnose_linux"]
@@ -37,6 +45,7 @@ class LinuxCheckContext:
     replays: Tuple[LinuxReplay, ...]
     view: PosixView
     platform: str = "linux"
+    companions: Tuple[CompanionReplay, ...] = ()
     _cache: Dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -76,7 +85,8 @@ def linux_context(*, environ: Optional[Mapping[str, str]] = None, sys_path: Opti
     if plat == "darwin":  # dyld: no ELF replay; the DYLD_* checks still run
         return LinuxCheckContext(ld, environ, current_environ, path, torches, (), view, plat)
     replays = tuple(replay_linux_torch(ld, t, path, view) for t in torches[:1])
-    return LinuxCheckContext(ld, environ, current_environ, path, torches, replays, view, "linux")
+    companions = tuple(replay_linux_companions(replays[0], find_linux_companions(path, view))) if replays else ()
+    return LinuxCheckContext(ld, environ, current_environ, path, torches, replays, view, "linux", companions)
 
 
 def diagnose_linux(lctx: Optional[LinuxCheckContext] = None, *, checks: Optional[Sequence[Tuple[str, str]]] = None,
@@ -112,7 +122,7 @@ def diagnose_linux(lctx: Optional[LinuxCheckContext] = None, *, checks: Optional
                      "(dyld's shared cache is not on disk)")
     elif lctx.ld.cache is None and lctx.ld.root is None:
         notes.append("/etc/ld.so.cache could not be read: cache lookups are not modelled")
-    predictions = tuple(r.prediction for r in lctx.replays)
+    predictions = tuple(r.prediction for r in lctx.replays) + tuple(c.prediction for c in lctx.companions)
     python = f"{_platform.python_version()} ({8 * __import__('struct').calcsize('P')}-bit) {sys.executable}"
     where = platform or f"{sys.platform} {_platform.release()} {_platform.machine()}"
     return Report(predictions, tuple(findings), where,

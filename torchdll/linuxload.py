@@ -31,6 +31,7 @@ from .ldso import RTLD_GLOBAL, RTLD_NOW, DlopenResult, LdContext, LdRule, LdSimu
 from .report import Prediction
 
 __all__ = ["LinuxTorch", "LinuxStep", "LinuxReplay", "find_linux_torch", "replay_linux_torch", "how_found",
+           "LinuxCompanion", "CompanionReplay", "find_linux_companions", "replay_linux_companions",
            "CUDA_PRELOADS", "nvidia_lib_dirs"]
 
 #: torch 2.13's ``_preload_cuda_deps`` list (folder under ``nvidia/``, file pattern), in order.
@@ -318,3 +319,91 @@ def _prediction(torch: LinuxTorch, steps: Sequence[LinuxStep], error: Optional[s
         dll = failing.target
     return Prediction("torch", torch.version, "fails", None, dll, error, culprit or error, culprit_path,
                       importer, rule, texts)
+
+
+# --------------------------------------------------------------------------------------------
+# torchvision / torchaudio: their native extensions, loaded after torch
+# --------------------------------------------------------------------------------------------
+
+#: extension modules each companion loads with ``torch.ops.load_library`` (``ctypes.CDLL``,
+#: RTLD_NOW | RTLD_LOCAL) or imports, relative to the package folder, in load order.
+COMPANION_EXTENSIONS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
+    ("torchvision", ("_C.so",)),
+    ("torchaudio", ("lib/libtorchaudio.so", "lib/_torchaudio.so")),
+)
+
+
+@dataclass(frozen=True)
+class LinuxCompanion:
+    name: str
+    version: str
+    package_dir: str
+    extensions: Tuple[str, ...]
+    torch_pin: Optional[str]  # the Requires-Dist on torch (``torch==2.5.1``), when there is one
+
+
+@dataclass(frozen=True)
+class CompanionReplay:
+    companion: LinuxCompanion
+    steps: Tuple[LinuxStep, ...]
+    ok: bool
+    error: Optional[str]
+    failing: Optional[DlopenResult]
+    prediction: Prediction
+
+
+def find_linux_companions(sys_path: Sequence[str], view: Optional[PosixView] = None) -> List[LinuxCompanion]:
+    """torchvision and torchaudio on ``sys_path`` (the first of each), with their extensions."""
+    view = view if view is not None else PosixView()
+    out: List[LinuxCompanion] = []
+    for name, rels in COMPANION_EXTENSIONS:
+        for entry in sys_path:
+            if not entry.startswith("/"):
+                continue
+            site = posixpath.normpath(entry)
+            pkg = posixpath.join(site, name)
+            if _read(view, posixpath.join(pkg, "__init__.py"), 1) is None:
+                continue
+            vtext = _read(view, posixpath.join(pkg, "version.py")) or ""
+            m = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", vtext, re.M)
+            exts = tuple(posixpath.join(pkg, r) for r in rels if os.path.isfile(view.host(posixpath.join(pkg, r))))
+            pin = None
+            for info in _listdir(view, site):
+                if info.lower().startswith(name + "-") and info.endswith(".dist-info"):
+                    head = (_read(view, posixpath.join(site, info, "METADATA")) or "").split("\n\n", 1)[0]
+                    for line in head.splitlines():
+                        req = line.partition(":")[2].strip() if line.startswith("Requires-Dist:") else ""
+                        if re.match(r"torch\s*(==|>=|<=|~=|<|>|!=)", req) and "extra" not in req:
+                            pin = req.split(";")[0].replace(" ", "")
+                    break
+            out.append(LinuxCompanion(name, m.group(1) if m else "?", pkg, exts, pin))
+            break
+    return out
+
+
+def replay_linux_companions(replay: LinuxReplay, companions: Sequence[LinuxCompanion]) -> List[CompanionReplay]:
+    """After a successful torch replay: load each companion's extensions into the same process
+    (``RTLD_NOW``, as ``torch.ops.load_library`` does)."""
+    out: List[CompanionReplay] = []
+    if not replay.ok:
+        return out
+    sim = replay.simulator
+    for comp in companions:
+        steps: List[LinuxStep] = []
+        failing: Optional[DlopenResult] = None
+        for ext in comp.extensions:
+            r = sim.dlopen(ext, RTLD_NOW)
+            steps.append(LinuxStep(f"{comp.name}: load {posixpath.basename(ext)} (RTLD_NOW)", r))
+            if not r.ok:
+                failing = r
+                break
+        error = _python_error("OSError", failing.error or "") if failing is not None else None
+        texts = tuple(f"{s.what}: {'ok' if s.call.ok else s.call.error}" for s in steps)
+        if failing is None:
+            pred = Prediction(comp.name, comp.version, "ok", steps=texts)
+        else:
+            culprit, culprit_path, importer, rule = _culprit(failing, list(replay.steps) + steps)
+            pred = Prediction(comp.name, comp.version, "fails", None, failing.target, error, culprit or error,
+                              culprit_path, importer, rule, texts)
+        out.append(CompanionReplay(comp, tuple(steps), failing is None, error, failing, pred))
+    return out

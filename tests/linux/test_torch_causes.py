@@ -254,3 +254,54 @@ def test_cause39_old_libstdcxx_through_ld_preload(tmp_path: Path) -> None:
     assert any(e.label == "how" and e.value == "preload" for e in top.evidence)
     fixed, _ = import_in_child(site, None, command=_run_prefix(), extra_env=env)
     assert fixed is None
+
+
+COMPANION = r"""
+import ctypes, sys
+sys.path.insert(0, sys.argv[1])
+import torch
+try:
+    ctypes.CDLL(sys.argv[2])
+except OSError as exc:
+    print("ERROR OSError: " + str(exc))
+else:
+    print("OK")
+"""
+
+
+@pytest.mark.parametrize("needs", ["c10_init", "c10_new_api_of_torch_2_6"])
+def test_torchvision_built_for_another_torch(tmp_path: Path, needs: str) -> None:
+    """torchvision's _C.so after torch: the model predicts the real loader's verdict (and its
+    undefined symbol) and names the mismatch."""
+    import subprocess
+
+    site = tmp_path / "site-packages"
+    build_fake_torch(site, version="2.5.1+cpu", cuda=None, python_needs_cuda=False)
+    tv = site / "torchvision"
+    ext = elfbuild.build_lib(tv, "_C.so", needed=[site / "torch" / "lib" / "libc10.so"],
+                             runpath=["$ORIGIN/../torch/lib"], refs=[needs], marker=f"tv-{needs}")
+    (tv / "__init__.py").write_text("")
+    (tv / "version.py").write_text("__version__ = '0.21.0'\n")
+    info = site / "torchvision-0.21.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: torchvision\nVersion: 0.21.0\n"
+                                   "Requires-Dist: torch==2.6.0\n\n")
+    from tests.support.linuxtorch import child_env
+
+    proc = subprocess.run([sys.executable, "-c", COMPANION, str(site), str(ext)], capture_output=True, text=True,
+                          env=child_env(None), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    real = proc.stdout.strip().splitlines()[-1]
+    lctx = _model(site, None)
+    (comp,) = lctx.companions
+    if needs == "c10_init":
+        assert real == "OK" and comp.ok
+        assert not [f for f in diagnose_linux(lctx).findings if f.id == "linux-companion-mismatch"]
+        return
+    assert real == f"ERROR {comp.error}" and comp.error.endswith(f"undefined symbol: {needs}")
+    report = diagnose_linux(lctx)
+    finding = next(f for f in report.findings if f.id == "linux-companion-mismatch")
+    assert finding.severity is Severity.ERROR and finding.explains == "torchvision"
+    assert any(e.label == "its Requires-Dist" and e.value == "torch==2.6.0" for e in finding.evidence)
+    assert any(s.startswith("pip install torchvision==0.20.1") for s in finding.fix), finding.fix
+    assert [p.target for p in report.predictions] == ["torch", "torchvision"]

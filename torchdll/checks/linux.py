@@ -26,7 +26,7 @@ from ..linuxload import LinuxReplay, how_found, nvidia_lib_dirs
 from ..report import Confidence, Evidence, Finding, Severity
 
 __all__ = ["LINUX_CHECKS", "check_ld_library_path", "check_missing_cuda", "check_libstdcxx",
-           "check_prediction", "check_environ_changed", "check_dyld", "shadowing_entries",
+           "check_prediction", "check_companions", "check_environ_changed", "check_dyld", "shadowing_entries",
            "CUDA_LIB_RE"]
 
 LINUX_CHECKS: Tuple[Tuple[str, str], ...] = (
@@ -34,6 +34,7 @@ LINUX_CHECKS: Tuple[Tuple[str, str], ...] = (
     ("torchdll.checks.linux", "check_missing_cuda"),
     ("torchdll.checks.linux", "check_libstdcxx"),
     ("torchdll.checks.linux", "check_prediction"),
+    ("torchdll.checks.linux", "check_companions"),
     ("torchdll.checks.linux", "check_environ_changed"),
     ("torchdll.checks.linux", "check_dyld"),
 )
@@ -343,6 +344,38 @@ def check_prediction(lctx: "object") -> Iterator[Finding]:
              f"torch=={replay.torch.version.split('+')[0]}",
              "See what the loader does: LD_DEBUG=libs python -c 'import torch' 2>&1 | tail -40"),
         explains="torch")
+
+
+def check_companions(lctx: "object") -> Iterator[Finding]:
+    """torchvision/torchaudio whose native extension the loader refuses after torch loaded: built
+    for another torch (symbols of libtorch/libc10 missing), or for another CUDA build."""
+    from .companions import companion_for, pip_install_args
+
+    replay: Optional[LinuxReplay] = getattr(lctx, "primary")
+    for comp in getattr(lctx, "companions", ()):
+        if comp.ok or replay is None:
+            continue
+        c = comp.companion
+        torch_version = replay.torch.version
+        ev = [Evidence(c.name, f"{c.version} in {posixpath.dirname(c.package_dir)}"),
+              Evidence("torch", torch_version),
+              Evidence("predicted error", comp.error or "")]
+        if c.torch_pin:
+            ev.append(Evidence("its Requires-Dist", c.torch_pin))
+        want = companion_for(c.name, torch_version)
+        fix: List[str] = []
+        if want:
+            fix.append("pip install " + " ".join(pip_install_args(c.name, want, torch_version)))
+        fix.append(f"or install torch and {c.name} together from one index: pip install --force-reinstall "
+                   f"torch=={torch_version.split('+')[0]} {c.name}")
+        yield Finding(
+            "linux-companion-mismatch", Severity.ERROR,
+            f"{c.name} {c.version} cannot load its native code with torch {torch_version}: "
+            + (comp.prediction.culprit or comp.error or ""),
+            detail=(f"{c.name} loads {', '.join(posixpath.basename(e) for e in c.extensions)} after torch; "
+                    "ld.so looks up the C++ symbols it needs in torch's libraries and fails when they "
+                    "come from another torch release or build."),
+            confidence=Confidence.CERTAIN, evidence=tuple(ev), fix=tuple(fix), explains=c.name)
 
 
 def check_environ_changed(lctx: "object") -> Iterator[Finding]:
