@@ -51,7 +51,7 @@ from __future__ import annotations
 import enum
 import os
 import posixpath
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ._elf import ElfFacts
@@ -407,11 +407,9 @@ class LdSimulator:
         return [o.path for o in self._objs]
 
     def loaded_objects(self) -> Tuple[LoadedObject, ...]:
+        """The objects in the process now, as :class:`LoadedObject` (feed them to another
+        context to continue from this state)."""
         return tuple(LoadedObject(o.path, o.soname, o.global_scope, tuple(o.names)) for o in self._objs)
-
-    def find_loaded(self, name: str) -> Optional[str]:
-        obj = self._match_loaded(name, self._objs)
-        return obj.path if obj is not None else None
 
     def _try_facts(self, path: str, symbols: bool = False) -> Optional[ElfFacts]:
         from .errors import InvalidImageError
@@ -1036,7 +1034,3 @@ def _loaded_objects(exe: Optional[str], paths: Sequence[str]) -> Tuple[LoadedObj
         is_global = soname in global_sonames or posixpath.basename(p) in global_sonames
         out.append(LoadedObject(p, soname, is_global, (posixpath.basename(p),) if is_global else ()))
     return tuple(out)
-
-
-def with_loaded(ctx: LdContext, extra: Sequence[LoadedObject]) -> LdContext:
-    return replace(ctx, loaded=ctx.loaded + tuple(extra))

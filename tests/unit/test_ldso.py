@@ -193,3 +193,16 @@ def test_preload_entries_split_like_ld_so() -> None:
     assert preload_entries("/a/x.so libb.so:/c/y.so  ", "/etc/one.so\n/etc/two.so\n") == (
         "/a/x.so", "libb.so", "/c/y.so", "/etc/one.so", "/etc/two.so")
     assert preload_entries(None) == ()
+
+
+def test_loaded_objects_continue_in_another_context(tree: Tree) -> None:
+    tree.lib("/d/libk.so.1", soname="libk.so.1", defines=["k"])
+    a = tree.lib("/app/liba.so", needed=["libk.so.1"], runpath="/d")
+    sim = LdSimulator(tree.ctx())
+    assert sim.dlopen(a, RTLD_NOW | RTLD_GLOBAL).ok
+    state = sim.loaded_objects()
+    assert [o.path for o in state if o.path.startswith(("/app", "/d"))] == ["/app/liba.so", "/d/libk.so.1"]
+    user = tree.lib("/u/libuser.so", needed=["libk.so.1"], uses=["k"])  # no search path to libk
+    again = LdSimulator(tree.ctx(loaded=state))
+    res = again.dlopen(user)
+    assert res.ok and [e[3] for e in res.edges if e[1] == "libk.so.1"] == [LdRule.LOADED]
