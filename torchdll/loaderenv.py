@@ -198,13 +198,36 @@ def _plan_windows(env: Dict[str, str], path: Sequence[str]) -> EnvPlan:
     return EnvPlan(env, removed, (), None, bool(removed))
 
 
+def _shebang_python(path: str) -> Optional[str]:
+    """The interpreter of a script started through ``#!`` (console scripts such as ``uvicorn``,
+    ``gunicorn`` or ``torchrun`` installed by pip), when it is a Python."""
+    try:
+        with open(path, "rb") as fh:
+            first = fh.readline(512)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    parts = first[2:].decode("utf-8", "replace").split()
+    if not parts:
+        return None
+    if posixpath.basename(parts[0]) == "env" and len(parts) > 1:  # #!/usr/bin/env python3
+        import shutil
+
+        return shutil.which(parts[1]) if "python" in parts[1] else None
+    return parts[0] if "python" in posixpath.basename(parts[0]) else None
+
+
 def torch_sys_path(program: str, timeout: float = 20.0) -> Optional[List[str]]:
-    """``sys.path`` of the Python interpreter ``program`` (``None`` if it is not one or fails)."""
+    """``sys.path`` of the Python interpreter ``program``, or of the interpreter a ``#!``
+    script names (``None`` if it is neither or it fails)."""
     import json
     import shutil
     import subprocess
 
     exe = shutil.which(program) if os.sep not in program else program
+    if exe is not None and "python" not in posixpath.basename(exe).lower():
+        exe = _shebang_python(exe)
     if exe is None or "python" not in posixpath.basename(exe).lower():
         return None
     try:

@@ -269,3 +269,24 @@ def test_diagnose_never_raises_on_a_machine_it_cannot_model(monkeypatch: pytest.
     monkeypatch.setattr(linuxdiag, "linux_context", broken)
     report = linuxdiag.diagnose_linux()
     assert report.predictions == () and "could not model" in report.notes[0] and "unreadable /proc" in report.notes[0]
+
+
+def test_run_finds_the_interpreter_of_a_console_script(tmp_path: Path) -> None:
+    """`torchdll run -- uvicorn main:app`: the torch to protect is the one of the interpreter
+    the script's #! line names (here: this one, with a synthetic site on PYTHONPATH)."""
+    from torchdll.loaderenv import torch_sys_path
+
+    site = _site(tmp_path, ["libc10.so"])
+    script = tmp_path / "bin" / "uvicorn"
+    script.parent.mkdir()
+    script.write_text(f"#!{sys.executable}\nimport sys\nprint('served', sys.argv[1:])\n")
+    script.chmod(0o755)
+    env_script = tmp_path / "bin" / "tool"
+    env_script.write_text("#!/usr/bin/env python3\n")
+    (tmp_path / "bin" / "notpython").write_text("#!/bin/sh\necho hi\n")
+    assert torch_sys_path(str(tmp_path / "bin" / "notpython")) is None
+    assert torch_sys_path(str(env_script)) is not None
+    bad = _dir(tmp_path, "other/lib", ["libc10.so"])
+    proc = _cli(["--", str(script), "main:app"], {"LD_LIBRARY_PATH": str(bad), "PYTHONPATH": str(site)})
+    assert proc.returncode == 0 and "served ['main:app']" in proc.stdout
+    assert f"removed '{bad}' from LD_LIBRARY_PATH" in proc.stderr and "not a Python interpreter" not in proc.stderr
