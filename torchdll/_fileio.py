@@ -74,3 +74,27 @@ def read_at(fd: int, offset: int, count: int) -> bytes:
         chunks.append(chunk)
         count -= len(chunk)
     return b"".join(chunks)
+
+
+def atomic_write(target: "str | os.PathLike[str]", data: bytes, *, prefix: str = ".tmp-",
+                 fsync: bool = False) -> None:
+    """Write ``data`` to ``target`` atomically: a temporary file in the same folder (flushed to
+    disk first when ``fsync``), then :func:`os.replace`. On any failure the temporary file is
+    removed and the exception propagates; ``target`` is either the old file or the new one."""
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(os.fspath(target)))
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -28,11 +28,11 @@ import marshal
 import os
 import stat
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Optional, Set, Tuple
 
+from ._fileio import atomic_write
 from .errors import TorchDLLWarning
 from .model import ImageFacts
 
@@ -110,15 +110,10 @@ def store(key: Key, payload: Any, namespace: str = "pe") -> None:
     where = str(folder)
     if where in _unwritable:
         return
-    tmp: Optional[str] = None
     try:
         data = marshal.dumps((_magic(namespace), key, payload))
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".facts", dir=folder)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, entry_path(key, folder, namespace))
-        tmp = None
+        atomic_write(entry_path(key, folder, namespace), data, prefix=".tmp-")
     except (OSError, ValueError) as exc:
         _unwritable.add(where)
         warnings.warn(
@@ -126,12 +121,6 @@ def store(key: Key, payload: Any, namespace: str = "pe") -> None:
             TorchDLLWarning,
             stacklevel=3,
         )
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
 
 
 def read_facts_cached(path: str) -> ImageFacts:

@@ -38,12 +38,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple, Union
 
+from ._fileio import atomic_write
 from .errors import (
     PathAccessDeniedError,
     PathBackupError,
@@ -371,7 +371,6 @@ def _write_backup(folder: Path, scope: str, value: Optional[RegistryValue], reas
         "reason": reason,
         "torchdll_version": _version(),
     }
-    tmp: Optional[str] = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
         # Names sort by time; on a coarse clock two backups may share a stamp: move on by 1 µs.
@@ -383,23 +382,11 @@ def _write_backup(folder: Path, scope: str, value: Optional[RegistryValue], reas
         data["created"] = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         text = json.dumps(data, indent=2, ensure_ascii=True) + "\n"
         target = folder / f"path-{scope}-{stamp}.json"
-        fd, tmp = tempfile.mkstemp(prefix=".path-backup-", suffix=".tmp", dir=str(folder))
-        with os.fdopen(fd, "w", encoding="ascii", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-        tmp = None
+        atomic_write(target, text.encode("ascii"), prefix=".path-backup-", fsync=True)
     except OSError as exc:
         raise PathBackupError(
             f"cannot write a backup of {_location(scope)} to {folder} ({exc.strerror or exc}); "
             "nothing was changed", scope=scope) from exc
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
     back = read_backup(target)
     if back.value != value or back.scope != scope:
         raise PathBackupError(f"the backup {target} does not read back as written; nothing was "

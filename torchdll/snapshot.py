@@ -27,7 +27,6 @@ import site
 import struct
 import sys
 import sysconfig
-import tempfile
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from typing import (
@@ -276,20 +275,9 @@ class Snapshot:
 
     def save(self, path: Union[str, os.PathLike[str]]) -> None:
         """Write :meth:`to_json` to ``path`` (atomically: a temporary file, then a rename)."""
-        target = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(target))
-        fd, tmp = tempfile.mkstemp(prefix=".snapshot-", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="ascii", newline="\n") as fh:
-                fh.write(self.to_json())
-                fh.write("\n")
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        from ._fileio import atomic_write
+
+        atomic_write(os.fspath(path), (self.to_json() + "\n").encode("ascii"), prefix=".snapshot-")
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike[str]]) -> Snapshot:
