@@ -9,6 +9,7 @@ evidence the checks compute are shown as they are.
 
 from __future__ import annotations
 
+import functools
 import locale
 import os
 from typing import Any, Dict, Optional, Tuple
@@ -47,11 +48,20 @@ def language() -> str:
     return _normalise(current) or "en"
 
 
+@functools.lru_cache(maxsize=None)
 def messages() -> Dict[str, Dict[str, str]]:
-    """Message id -> ``{"en": template, "ko": template}``."""
+    """Message id -> ``{"en": template, "ko": template}``. The English of each finding's title
+    and summary comes from the findings catalogue (``data/findings/*.json``) and that of
+    ``error.<code>.torch`` from ``data/error_codes.json``: each English text is written once."""
     from . import _data
 
-    table: Dict[str, Dict[str, str]] = _data.load("messages.json")["messages"]
+    table: Dict[str, Dict[str, str]] = {k: dict(v) for k, v in _data.load("messages.json")["messages"].items()}
+    for fid, body in _data.findings_catalogue().items():
+        for part in ("title", "summary"):
+            table.setdefault(f"finding.{fid}.{part}", {})["en"] = body[part]
+    for code, body in _data.load("error_codes.json")["codes"].items():
+        if "torch" in body:
+            table.setdefault(f"error.{code}.torch", {})["en"] = body["torch"]
     return table
 
 

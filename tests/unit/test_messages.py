@@ -40,18 +40,24 @@ def test_every_finding_has_title_summary_and_fix() -> None:
     for fid, body in catalogue.items():
         for part in ("title", "summary", "fix"):
             assert f"finding.{fid}.{part}" in table, (fid, part)
-        # the English copy stays equal to the findings catalogue
+        # the English is the findings catalogue's own; messages.json holds only the Korean
         assert table[f"finding.{fid}.title"]["en"] == body["title"], fid
         assert table[f"finding.{fid}.summary"]["en"] == body["summary"], fid
     listed = {k[len("finding."):].rsplit(".", 1)[0] for k in table if k.startswith("finding.")}
     assert listed == set(catalogue)
+    raw = _data.load("messages.json")["messages"]
+    copies = [k for k, v in raw.items() if k.startswith("finding.") and not k.endswith(".fix") and "en" in v]
+    assert copies == [], "English titles/summaries belong to data/findings/*.json only"
+    assert all(set(raw[f"finding.{fid}.{part}"]) == {"ko"} for fid in catalogue for part in ("title", "summary"))
 
 
 def test_every_error_code_has_its_message() -> None:
     table = messages.messages()
     codes = _data.load("error_codes.json")["codes"]
+    raw = _data.load("messages.json")["messages"]
     for code, body in codes.items():
         assert table[f"error.{code}.torch"]["en"] == body["torch"], code
+        assert set(raw[f"error.{code}.torch"]) == {"ko"}, code  # the English lives in error_codes.json
 
 
 def test_exception_kinds_are_catalogued() -> None:
