@@ -82,6 +82,29 @@ class LinuxTorch:
         return tuple(out)
 
 
+_PRELOAD_DICT_RE = re.compile(r"""['"]([A-Za-z0-9_]+)['"]\s*:\s*['"](lib[^'"]+\.so[^'"]*)['"]""")
+
+
+def _function_text(source: str, name: str, limit: int = 6000) -> str:
+    """The text of top-level function ``name`` in ``source`` (up to the next top-level def)."""
+    start = source.find(f"def {name}(")
+    if start < 0:
+        return ""
+    end = source.find("\ndef ", start + 4)
+    return source[start:end if end > 0 else start + limit][:limit]
+
+
+def _cuda_preloads(init: str) -> Tuple[Tuple[str, str], ...]:
+    """torch's CUDA preload list, read from its ``__init__.py``: a list of tuples inside
+    ``_preload_cuda_deps`` (torch 2.2+), or a dict inside ``_load_global_deps`` that calls
+    ``_preload_cuda_deps(folder, pattern)`` per entry (torch 2.0-2.1)."""
+    rows = _PRELOAD_RE.findall(_function_text(init, "_preload_cuda_deps"))
+    if rows:
+        return tuple(rows)
+    rows = _PRELOAD_DICT_RE.findall(_function_text(init, "_load_global_deps"))
+    return tuple(rows)
+
+
 def _read(view: PosixView, path: str, limit: int = 4 << 20) -> Optional[str]:
     try:
         with open(view.host(path), "rb") as fh:
@@ -148,8 +171,7 @@ def find_linux_torch(sys_path: Sequence[str], *, soabi: Optional[str] = None,
         ext = _extension_for(names, soabi)
         libs = tuple(n for n in _listdir(view, posixpath.join(torch_dir, "lib")) if ".so" in n)
         dist_info, requires = _metadata(view, site)
-        preloads = tuple(_PRELOAD_RE.findall(init.split("def _preload_cuda_deps", 1)[1][:4000])) \
-            if "def _preload_cuda_deps" in init else ()
+        preloads = _cuda_preloads(init)
         out.append(LinuxTorch(
             site_packages=site, version=m.group(1) if m else "?", cuda=c.group(1) if c else None,
             extension=posixpath.join(torch_dir, ext) if ext else None,

@@ -290,3 +290,50 @@ def test_run_finds_the_interpreter_of_a_console_script(tmp_path: Path) -> None:
     proc = _cli(["--", str(script), "main:app"], {"LD_LIBRARY_PATH": str(bad), "PYTHONPATH": str(site)})
     assert proc.returncode == 0 and "served ['main:app']" in proc.stdout
     assert f"removed '{bad}' from LD_LIBRARY_PATH" in proc.stderr and "not a Python interpreter" not in proc.stderr
+
+
+OLD_INIT = '''
+def _preload_cuda_deps(lib_folder, lib_name):
+    """torch 2.0/2.1 shape: one folder and pattern per call."""
+
+
+def _load_global_deps():
+    try:
+        ctypes.CDLL(lib_path, mode=ctypes.RTLD_GLOBAL)
+    except OSError as err:
+        cuda_libs = {
+            'cublas': 'libcublas.so.*[0-9]',
+            'cudnn': 'libcudnn.so.*[0-9]',
+            'cuda_nvrtc': 'libnvrtc.so.*[0-9].*[0-9]',
+        }
+        for lib_folder, lib_name in cuda_libs.items():
+            _preload_cuda_deps(lib_folder, lib_name)
+'''
+
+NEW_INIT = '''
+def _preload_cuda_deps(err=None):
+    cuda_libs = [
+        ("cublas", "libcublasLt.so.*[0-9]"),
+        ("cublas", "libcublas.so.*[0-9]"),
+    ]
+
+
+def _load_global_deps():
+    with open("/proc/self/maps") as f:
+        pass
+'''
+
+
+@pytest.mark.parametrize("text, preloads, after", [
+    (OLD_INIT, (("cublas", "libcublas.so.*[0-9]"), ("cudnn", "libcudnn.so.*[0-9]"),
+                ("cuda_nvrtc", "libnvrtc.so.*[0-9].*[0-9]")), False),
+    (NEW_INIT, (("cublas", "libcublasLt.so.*[0-9]"), ("cublas", "libcublas.so.*[0-9]")), True),
+])
+def test_the_cuda_preload_list_is_read_from_torchs_own_init(tmp_path: Path, text: str, preloads: tuple,
+                                                            after: bool) -> None:
+    from torchdll.linuxload import find_linux_torch
+
+    site = _site(tmp_path, ["libc10.so"])
+    (site / "torch" / "__init__.py").write_text(text)
+    (torch,) = find_linux_torch([str(site)])
+    assert torch.cuda_preloads == preloads and torch.preload_after_success is after
