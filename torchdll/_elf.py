@@ -70,7 +70,7 @@ import sys
 from dataclasses import astuple, dataclass, field, fields, replace
 from typing import Any, Dict, FrozenSet, Iterator, List, Optional, Set, Tuple, Union
 
-from ._fileio import OpenFile, os_reason, read_at
+from ._fileio import OpenFile, Warnings, os_reason, read_at, sniff
 from .errors import InvalidImageError
 
 
@@ -314,27 +314,22 @@ class ElfFacts:
 # --------------------------------------------------------------------------------------------
 
 
+_NOT_ELF = {
+    "lfs": "a Git LFS pointer file, not the library itself",
+    "ld-script": "a GNU ld linker script (text), not a shared object",
+    "html": "an HTML/XML text file",
+    "pe": "a PE image (a Windows binary)",
+    "macho": "a Mach-O file (a macOS binary)",
+    "zip": "a ZIP archive",
+    "ar": "a static library (ar archive)",
+    "script": "a script",
+}
+
+
 def _not_elf_reason(head: bytes) -> str:
     """glibc's "invalid ELF header", with a hint at what the file is when that is cheap."""
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    low = text[:64].lower()
-    hint = ""
-    if low.startswith(b"version https://git-lfs"):
-        hint = "a Git LFS pointer file, not the library itself"
-    elif low.startswith((b"/* gnu ld script", b"group", b"input", b"output_format")):
-        hint = "a GNU ld linker script (text), not a shared object"
-    elif low.startswith((b"<!doctype html", b"<html", b"<?xml", b"<")):
-        hint = "an HTML/XML text file"
-    elif head.startswith(b"MZ"):
-        hint = "a PE image (a Windows binary)"
-    elif head[:4] in (b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"\xca\xfe\xba\xbe"):
-        hint = "a Mach-O file (a macOS binary)"
-    elif head.startswith(b"PK\x03\x04"):
-        hint = "a ZIP archive"
-    elif head.startswith(b"!<arch>\n"):
-        hint = "a static library (ar archive)"
-    elif head.startswith(b"#!"):
-        hint = "a script"
+    kind = sniff(head[:512])
+    hint = _NOT_ELF.get(kind) if kind else None
     return f"invalid ELF header ({hint})" if hint else "invalid ELF header"
 
 
@@ -524,8 +519,7 @@ class _Elf:
         self.size = raw.head.size
         self.raw = raw
         self.fmt = raw.fmt
-        self._seen: Dict[str, None] = {}
-        self._dropped = 0
+        self._warnings = Warnings(MAX_WARNINGS)
         self.budget = 4 * self.size + (1 << 20)
         self.loads: List[_Segment] = []
 
@@ -533,19 +527,11 @@ class _Elf:
         return _invalid(self.path, reason)
 
     def warn(self, text: str) -> None:
-        if text in self._seen:
-            return
-        if len(self._seen) < MAX_WARNINGS - 1:
-            self._seen[text] = None
-        else:
-            self._dropped += 1
+        self._warnings.add(text)
 
     @property
     def warnings(self) -> Tuple[str, ...]:
-        out = list(self._seen)
-        if self._dropped:
-            out.append(f"... and {self._dropped} more")
-        return tuple(out)
+        return tuple(self._warnings.items())
 
     def spend(self, n: int) -> None:
         self.budget -= n

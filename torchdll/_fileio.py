@@ -6,11 +6,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import List
+from typing import Dict, List, Optional
 
 from .errors import InvalidImageError
 
-__all__ = ["OpenFile", "os_reason", "read_at"]
+__all__ = ["OpenFile", "Warnings", "atomic_write", "os_reason", "read_at", "sniff"]
 
 
 def os_reason(exc: OSError) -> str:
@@ -98,3 +98,49 @@ def atomic_write(target: "str | os.PathLike[str]", data: bytes, *, prefix: str =
         except OSError:
             pass
         raise
+
+
+class Warnings:
+    """The survivable oddities a reader met: an insertion-ordered set of at most ``limit``
+    texts; those past the limit are only counted (``"... and N more"``)."""
+
+    __slots__ = ("_dropped", "_limit", "_seen")
+
+    def __init__(self, limit: int) -> None:
+        self._seen: Dict[str, None] = {}
+        self._dropped = 0
+        self._limit = limit
+
+    def add(self, text: str) -> None:
+        if text in self._seen:
+            return
+        if len(self._seen) < self._limit - 1:
+            self._seen[text] = None
+        else:
+            self._dropped += 1
+
+    def items(self) -> List[str]:
+        out = list(self._seen)
+        if self._dropped:
+            out.append(f"... and {self._dropped} more")
+        return out
+
+
+def sniff(head: bytes) -> Optional[str]:
+    """What a file that is not the expected image looks like, from its first bytes (at most
+    512): ``"lfs"``, ``"ld-script"``, ``"html"``, ``"elf"``, ``"pe"``, ``"macho"``, ``"zip"``,
+    ``"ar"``, ``"zm"``, ``"script"``, or ``None``. Each reader words the kinds it reports."""
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:64].lower()
+    if text.startswith(b"version https://git-lfs"):
+        return "lfs"
+    if text.startswith((b"/* gnu ld script", b"group", b"input", b"output_format")):
+        return "ld-script"
+    if text.startswith(b"<"):
+        return "html"
+    for kind, magics in (("elf", (b"\x7fELF",)), ("pe", (b"MZ",)),
+                         ("macho", (b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"\xca\xfe\xba\xbe")),
+                         ("zip", (b"PK\x03\x04",)), ("ar", (b"!<arch>\n",)), ("zm", (b"ZM",)),
+                         ("script", (b"#!",))):
+        if head.startswith(magics):
+            return kind
+    return None

@@ -42,7 +42,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from ._fileio import OpenFile, os_reason as _os_reason
+from ._fileio import OpenFile, sniff
+from ._fileio import os_reason as _os_reason
 from .errors import InvalidImageError
 
 
@@ -365,25 +366,23 @@ def is_macho(path: StrPath) -> bool:
     return False
 
 
+_NOT_MACHO = {
+    "lfs": "a Git LFS pointer file, not the library itself",
+    "html": "an HTML/XML text file (a web page saved under a library name?)",
+    "elf": "an ELF file (a Linux binary), not a Mach-O image",
+    "pe": "a PE file (a Windows binary), not a Mach-O image",
+    "zip": "a ZIP archive, not a Mach-O image",
+    "ar": "a static library (ar archive), not a Mach-O image",
+}
+
+
 def _not_macho_reason(head: bytes) -> str:
     if not head:
         return "empty file"
     if len(head) < 4:
         return f"file too small for a Mach-O header ({len(head)} bytes)"
-    text = head[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    if text.startswith(b"version https://git-lfs"):
-        return "a Git LFS pointer file, not the library itself"
-    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<")):
-        return "an HTML/XML text file (a web page saved under a library name?)"
-    if head.startswith(b"\x7fELF"):
-        return "an ELF file (a Linux binary), not a Mach-O image"
-    if head.startswith(b"MZ"):
-        return "a PE file (a Windows binary), not a Mach-O image"
-    if head.startswith(b"PK\x03\x04"):
-        return "a ZIP archive, not a Mach-O image"
-    if head.startswith(b"!<arch>\n"):
-        return "a static library (ar archive), not a Mach-O image"
-    return "no Mach-O magic (not a Mach-O image)"
+    kind = sniff(head[:512])
+    return (_NOT_MACHO.get(kind) if kind else None) or "no Mach-O magic (not a Mach-O image)"
 
 
 # --------------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ from typing import (
     Union,
 )
 
-from ._fileio import OpenFile, os_reason, read_at
+from ._fileio import OpenFile, Warnings, os_reason, read_at, sniff
 from .errors import InvalidImageError
 from .model import ExportTable, ImageFacts, ImportedModule, Machine, RichInfo, VersionInfo
 
@@ -110,24 +110,22 @@ _KNOWN_MACHINES = {int(m): m for m in Machine}
 # --------------------------------------------------------------------------------------------
 
 
+_NOT_PE = {
+    "lfs": "a Git LFS pointer file, not the DLL itself",
+    "html": "an HTML/XML text file (a web page saved under a DLL name?)",
+    "elf": "an ELF file (a Linux binary), not a PE image",
+    "macho": "a Mach-O file (a macOS binary), not a PE image",
+    "zip": "a ZIP archive, not a PE image",
+    "zm": "a ZM-signature DOS executable, not a PE image",
+}
+
+
 def _not_mz_reason(head: bytes) -> str:
     """Why a file that does not start with ``MZ`` is not a PE image, as specific as cheap."""
     if not head:
         return "empty file"
-    text = head[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    if text.startswith(b"version https://git-lfs"):
-        return "a Git LFS pointer file, not the DLL itself"
-    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml", b"<")):
-        return "an HTML/XML text file (a web page saved under a DLL name?)"
-    if head.startswith(b"\x7fELF"):
-        return "an ELF file (a Linux binary), not a PE image"
-    if head[:4] in (b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"\xca\xfe\xba\xbe"):
-        return "a Mach-O file (a macOS binary), not a PE image"
-    if head.startswith(b"PK\x03\x04"):
-        return "a ZIP archive, not a PE image"
-    if head.startswith(b"ZM"):
-        return "a ZM-signature DOS executable, not a PE image"
-    return "no MZ signature (not a PE image)"
+    kind = sniff(head[:512])
+    return (_NOT_PE.get(kind) if kind else None) or "no MZ signature (not a PE image)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,8 +231,7 @@ class _Image:
         self.path = path
         self.data = data
         self.size = size
-        self._seen: Dict[str, None] = {}  # insertion-ordered set of warnings
-        self._dropped = 0
+        self._warnings = Warnings(MAX_WARNINGS)
         self.budget = _Budget(size)
         self._last: Optional[_Section] = None
         self._parse_headers()
@@ -245,19 +242,11 @@ class _Image:
         return InvalidImageError(self.path, reason)
 
     def warn(self, text: str) -> None:
-        if text in self._seen:
-            return
-        if len(self._seen) < MAX_WARNINGS - 1:
-            self._seen[text] = None
-        else:
-            self._dropped += 1
+        self._warnings.add(text)
 
     @property
     def warnings(self) -> List[str]:
-        out = list(self._seen)
-        if self._dropped:
-            out.append(f"... and {self._dropped} more")
-        return out
+        return self._warnings.items()
 
     def _parse_headers(self) -> None:
         data, size = self.data, self.size
