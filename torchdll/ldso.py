@@ -49,6 +49,7 @@ is first called.
 from __future__ import annotations
 
 import enum
+import functools
 import os
 import posixpath
 from dataclasses import dataclass, field
@@ -940,6 +941,7 @@ def _read_text(path: str) -> Optional[str]:
         return None
 
 
+@functools.lru_cache(maxsize=8)
 def _dst_values(interpreter: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
     """``($LIB, $PLATFORM)`` as this machine's ld.so expands them, from ``ld.so
     --list-diagnostics`` (glibc 2.33+: ``dl_dst_lib``, ``dl_platform`` = ``AT_PLATFORM``);
@@ -961,6 +963,7 @@ def _dst_values(interpreter: Optional[str]) -> Tuple[Optional[str], Optional[str
     return values.get("dl_dst_lib"), values.get("dl_platform")
 
 
+@functools.lru_cache(maxsize=8)
 def _probe_subdirs(interpreter: Optional[str]) -> Tuple[str, ...]:
     """The per-folder subdirectories this machine's ld.so tries, in order, read from the search
     path it prints under ``LD_DEBUG=libs`` for a folder that does not exist."""

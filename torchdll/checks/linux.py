@@ -19,7 +19,7 @@ import os
 import posixpath
 import re
 import shlex
-from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple, TypeVar
 
 from ..ldso import DlopenResult, LdRule, split_search_path
 from ..linuxload import LinuxReplay, how_found, nvidia_lib_dirs
@@ -28,6 +28,8 @@ from ..report import Confidence, Evidence, Finding, Severity
 __all__ = ["LINUX_CHECKS", "check_ld_library_path", "check_missing_cuda", "check_libstdcxx",
            "check_prediction", "check_companions", "check_environ_changed", "check_dyld", "shadowing_entries",
            "CUDA_LIB_RE"]
+
+_T = TypeVar("_T")
 
 LINUX_CHECKS: Tuple[Tuple[str, str], ...] = (
     ("torchdll.checks.linux", "check_ld_library_path"),
@@ -108,7 +110,21 @@ def _run_fix(entries: List[str], ld_library_path: Tuple[str, ...]) -> Tuple[str,
     )
 
 
+def _memo(lctx: "object", key: str, compute: Callable[[], _T]) -> _T:
+    """Compute a check's result once per context (check_prediction asks the others again)."""
+    cache: Optional[Dict[str, object]] = getattr(lctx, "_cache", None)
+    if cache is None:
+        return compute()
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]  # type: ignore[return-value]
+
+
 def check_ld_library_path(lctx: "object") -> Iterator[Finding]:
+    yield from _memo(lctx, "ld-library-path", lambda: list(_ld_library_path(lctx)))
+
+
+def _ld_library_path(lctx: "object") -> Iterator[Finding]:
     replay: Optional[LinuxReplay] = getattr(lctx, "primary")
     ld = getattr(lctx, "ld")
     if replay is None or not ld.ld_library_path:
@@ -183,6 +199,10 @@ def _failing(lctx: "object") -> Tuple[Optional[LinuxReplay], Optional[DlopenResu
 
 
 def _missing_cuda(lctx: "object") -> Optional[Finding]:
+    return _memo(lctx, "missing-cuda", lambda: _compute_missing_cuda(lctx))
+
+
+def _compute_missing_cuda(lctx: "object") -> Optional[Finding]:
     replay, failing = _failing(lctx)
     if replay is None or replay.ok:
         return None
@@ -235,6 +255,10 @@ def _vkey(v: str) -> Tuple[int, ...]:
 
 
 def _libstdcxx(lctx: "object") -> Optional[Finding]:
+    return _memo(lctx, "libstdcxx", lambda: _compute_libstdcxx(lctx))
+
+
+def _compute_libstdcxx(lctx: "object") -> Optional[Finding]:
     replay, failing = _failing(lctx)
     if failing is None or failing.kind != "version" or failing.missing_version is None:
         return None
